@@ -1,0 +1,353 @@
+//! The HTTP server: the Open Inference Protocol v2 endpoints and `/metrics`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{Value, json};
+
+use crate::batcher::{BatchError, Batcher};
+use crate::error::ApiError;
+use crate::oip::{
+    self, InferRequest, InferResponse, ModelMetadata, OUTPUT_LABEL, OUTPUT_PROBABILITIES,
+    ResponseOutput, TensorMetadata,
+};
+
+/// What the server knows of the model it serves.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Model name.
+    pub name: String,
+    /// Model version, as text.
+    pub version: String,
+    /// Feature names, in input order.
+    pub features: Vec<String>,
+    /// Class labels, in output order.
+    pub labels: Vec<String>,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    model: Arc<ModelInfo>,
+    batcher: Batcher,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// State for serving `model` through `batcher`, rendering metrics from `metrics`.
+    pub fn new(model: ModelInfo, batcher: Batcher, metrics: PrometheusHandle) -> Self {
+        AppState {
+            model: Arc::new(model),
+            batcher,
+            metrics,
+        }
+    }
+}
+
+/// The router with every endpoint; bodies over `max_body_bytes` get a 413.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(json!({ "live": true })) }),
+        )
+        .route(
+            "/v2/health/ready",
+            get(|| async { Json(json!({ "ready": true })) }),
+        )
+        .route("/v2/models/{name}", get(model_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_version_metadata),
+        )
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_version_ready),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .route("/metrics", get(render_metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "edgewise-runtime",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": []
+    }))
+}
+
+fn find_model<'a>(
+    state: &'a AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'a ModelInfo, ApiError> {
+    let model = state.model.as_ref();
+    if name != model.name {
+        return Err(ApiError::not_found(format!(
+            "model {name:?} is not served here; this node serves {:?}",
+            model.name
+        )));
+    }
+    if let Some(version) = version
+        && version != model.version
+    {
+        return Err(ApiError::not_found(format!(
+            "model {name:?} version {version:?} is not served here; this node serves version {}",
+            model.version
+        )));
+    }
+    Ok(model)
+}
+
+fn metadata(model: &ModelInfo) -> ModelMetadata {
+    ModelMetadata {
+        name: model.name.clone(),
+        versions: vec![model.version.clone()],
+        platform: "burn".to_string(),
+        inputs: vec![TensorMetadata {
+            name: oip::INPUT_TENSOR.to_string(),
+            datatype: "FP32".to_string(),
+            shape: vec![-1, model.features.len() as i64],
+        }],
+        outputs: vec![
+            TensorMetadata {
+                name: OUTPUT_PROBABILITIES.to_string(),
+                datatype: "FP32".to_string(),
+                shape: vec![-1, model.labels.len() as i64],
+            },
+            TensorMetadata {
+                name: OUTPUT_LABEL.to_string(),
+                datatype: "BYTES".to_string(),
+                shape: vec![-1],
+            },
+        ],
+    }
+}
+
+async fn model_metadata(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    Ok(Json(metadata(find_model(&state, &name, None)?)))
+}
+
+async fn model_version_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<ModelMetadata>, ApiError> {
+    Ok(Json(metadata(find_model(&state, &name, Some(&version))?)))
+}
+
+async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let model = find_model(&state, &name, None)?;
+    Ok(Json(json!({ "name": model.name, "ready": true })))
+}
+
+async fn model_version_ready(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let model = find_model(&state, &name, Some(&version))?;
+    Ok(Json(
+        json!({ "name": model.name, "version": model.version, "ready": true }),
+    ))
+}
+
+async fn infer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer_infer(&state, &name, None, body).await
+}
+
+async fn infer_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer_infer(&state, &name, Some(&version), body).await
+}
+
+/// Runs one infer call and records its outcome and latency.
+async fn answer_infer(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = run_infer(state, name, version, body).await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(err) if err.status == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+        Err(err) if err.status.is_client_error() => "client_error",
+        Err(_) => "server_error",
+    };
+    let model = &state.model;
+    metrics::counter!(
+        "edgewise_inference_requests_total",
+        "model" => model.name.clone(),
+        "version" => model.version.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    metrics::histogram!(
+        "edgewise_inference_request_duration_seconds",
+        "model" => model.name.clone(),
+        "version" => model.version.clone()
+    )
+    .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(response) => Json(response).into_response(),
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::warn!(error = %err.message, "infer failed");
+            }
+            err.into_response()
+        }
+    }
+}
+
+async fn run_infer(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<InferResponse, ApiError> {
+    let model = find_model(state, name, version)?;
+    let body = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            format!("request body: {}", rejection.body_text()),
+        )
+    })?;
+    let request = parse_request(&body)?;
+    let batch = oip::decode_inputs(&request, &model.features)
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let probabilities = state
+        .batcher
+        .predict(batch.values, batch.rows)
+        .await
+        .map_err(|err| match err {
+            BatchError::TooLarge { .. } => ApiError::bad_request(err.to_string()),
+            BatchError::Overloaded(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+            }
+            BatchError::Stopped | BatchError::Inference(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+            }
+        })?;
+    Ok(build_response(model, &request, &probabilities, batch.rows))
+}
+
+/// Parses the JSON body, naming the field at fault.
+fn parse_request(body: &[u8]) -> Result<InferRequest, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            let text = String::from_utf8_lossy(body);
+            if text.contains("NaN") || text.contains("Infinity") {
+                return ApiError::bad_request(
+                    "request body is not valid JSON: NaN and Infinity are not numbers; every input value must be finite",
+                );
+            }
+            return ApiError::bad_request(format!("request body is not valid JSON: {inner}"));
+        }
+        if path == "." {
+            ApiError::bad_request(format!("request body is not a valid infer request: {inner}"))
+        } else {
+            ApiError::bad_request(format!("request body field {path}: {inner}"))
+        }
+    })
+}
+
+fn build_response(
+    model: &ModelInfo,
+    request: &InferRequest,
+    probabilities: &[f32],
+    rows: usize,
+) -> InferResponse {
+    let classes = model.labels.len();
+    let labels: Vec<Value> = probabilities
+        .chunks(classes.max(1))
+        .map(|row| {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(index, _)| index);
+            Value::from(model.labels.get(best).cloned().unwrap_or_default())
+        })
+        .collect();
+    let wanted = |name: &str| {
+        request
+            .outputs
+            .as_ref()
+            .is_none_or(|outputs| outputs.iter().any(|output| output.name == name))
+    };
+    let mut outputs = Vec::new();
+    if wanted(OUTPUT_PROBABILITIES) {
+        outputs.push(ResponseOutput {
+            name: OUTPUT_PROBABILITIES.to_string(),
+            shape: vec![rows, classes],
+            datatype: "FP32".to_string(),
+            data: Value::from(probabilities.to_vec()),
+        });
+    }
+    if wanted(OUTPUT_LABEL) {
+        outputs.push(ResponseOutput {
+            name: OUTPUT_LABEL.to_string(),
+            shape: vec![rows],
+            datatype: "BYTES".to_string(),
+            data: Value::Array(labels),
+        });
+    }
+    InferResponse {
+        model_name: model.name.clone(),
+        model_version: model.version.clone(),
+        id: request.id.clone(),
+        outputs,
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no endpoint {method} {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+}

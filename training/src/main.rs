@@ -1,0 +1,281 @@
+//! `edgewise-train`: train, sign, verify and inspect model bundles.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use edgewise_core::bundle::{Bundle, sha256_hex};
+use edgewise_core::keys::{SecretKey, TrustStore};
+use edgewise_core::spec::ModelSpec;
+use edgewise_training::data::{DataOptions, LabelColumn};
+use edgewise_training::pipeline::{TrainRequest, run};
+use edgewise_training::report;
+use edgewise_training::trainer::TrainConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Train, sign, verify and inspect Edgewise model bundles.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a classifier on a CSV file and write a signed bundle.
+    Train(TrainArgs),
+    /// Create a release signing key pair: PREFIX.key and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two key files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign (or re-sign) a bundle with a release key.
+    Sign {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Secret key file (from `keygen`).
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// Where to write the signed bundle (default: in place).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a bundle's signature and weights against trusted public keys.
+    Verify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Trusted public key files (`.pub`); repeat for several.
+        #[arg(long, required = true)]
+        trust: Vec<PathBuf>,
+    },
+    /// Summarise a bundle: name, version, spec, metrics, profile, signer.
+    Inspect {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Print the manifest as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// CSV or CSV.gz data file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Label column name, or `last`.
+    #[arg(long, default_value = "last")]
+    label: String,
+    /// Feature columns by name, comma separated (default: every other named column).
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+    /// Rows to use, `START..END` (END excluded), counted after the header.
+    #[arg(long, value_parser = parse_rows)]
+    rows: Option<Range<usize>>,
+    /// Model spec: a JSON file, or a preset (digits-mlp, digits-cnn, rainfall-mlp).
+    #[arg(long)]
+    spec: String,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 60)]
+    epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed for the split, the initial weights and the batch order.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Stop after this many epochs without a lower validation loss.
+    #[arg(long, default_value_t = 10)]
+    patience: usize,
+    /// Share of rows held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    validation_fraction: f64,
+    /// Share of rows held out for the test report.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Model name (default: the data file's name without extensions).
+    #[arg(long)]
+    name: Option<String>,
+    /// Model version.
+    #[arg(long, default_value_t = 1)]
+    version: u64,
+    /// Output folder for the bundle.
+    #[arg(long)]
+    out: PathBuf,
+    /// Release secret key file that signs the bundle.
+    #[arg(long)]
+    signing_key: PathBuf,
+    /// Source revision recorded in the lineage (e.g. a git commit).
+    #[arg(long, env = "EDGEWISE_SOURCE_REVISION")]
+    source_revision: Option<String>,
+}
+
+fn parse_rows(value: &str) -> Result<Range<usize>, String> {
+    let (start, end) = value
+        .split_once("..")
+        .ok_or_else(|| format!("expected START..END, got {value:?}"))?;
+    let start: usize = start
+        .trim()
+        .parse()
+        .map_err(|_| format!("START must be a row number, got {start:?}"))?;
+    let end: usize = end
+        .trim()
+        .parse()
+        .map_err(|_| format!("END must be a row number, got {end:?}"))?;
+    if end <= start {
+        return Err(format!("END ({end}) must be greater than START ({start})"));
+    }
+    Ok(start..end)
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Train(args) => train(args),
+        Command::Keygen { out } => {
+            let key = SecretKey::generate();
+            let (secret, public) = key.save(&out)?;
+            println!("key id {}", key.key_id());
+            println!("secret key  {}", secret.display());
+            println!("public key  {}", public.display());
+            Ok(())
+        }
+        Command::Sign {
+            bundle,
+            signing_key,
+            out,
+        } => {
+            let key = SecretKey::load(&signing_key)?;
+            let signed = Bundle::read(&bundle)?.resign(&key)?;
+            let target = out.unwrap_or(bundle);
+            write_file(&target, &signed)?;
+            println!("signed {} with key {}", target.display(), key.key_id());
+            Ok(())
+        }
+        Command::Verify { bundle, trust } => {
+            let trust = TrustStore::from_files(&trust)?;
+            let opened = Bundle::read(&bundle)?;
+            opened
+                .verify(&trust)
+                .with_context(|| format!("{} failed verification", bundle.display()))?;
+            println!(
+                "OK: {} version {} signed by trusted key {}; weights sha256 {} verified",
+                opened.manifest.name,
+                opened.manifest.version,
+                opened.manifest.signer_key_id,
+                opened.manifest.weights.sha256
+            );
+            Ok(())
+        }
+        Command::Inspect { bundle, json } => {
+            let opened = Bundle::read(&bundle)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&opened.manifest)?);
+            } else {
+                let bytes = std::fs::read(&bundle)?;
+                println!(
+                    "bundle          {} (sha256 {})",
+                    bundle.display(),
+                    sha256_hex(&bytes)
+                );
+                let signer = opened.signature.as_ref().map(|sig| sig.key_id.as_str());
+                print!("{}", report::inspect(&opened.manifest, signer));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let spec = load_spec(&args.spec)?;
+    let key = SecretKey::load(&args.signing_key)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.data));
+    let request = TrainRequest {
+        data: args.data.clone(),
+        data_options: DataOptions {
+            label: match args.label.as_str() {
+                "last" => LabelColumn::Last,
+                other => LabelColumn::Named(other.to_string()),
+            },
+            features: args.features.clone(),
+            rows: args.rows.clone(),
+        },
+        spec,
+        name,
+        version: args.version,
+        config: TrainConfig {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            seed: args.seed,
+            patience: args.patience,
+        },
+        validation_fraction: args.validation_fraction,
+        test_fraction: args.test_fraction,
+        source_revision: args.source_revision.clone(),
+    };
+    let progress = ProgressBar::new(args.epochs as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    progress.set_prefix(format!("training {}", request.name));
+    let outcome = run(&request, &key, &progress)?;
+    progress.finish_and_clear();
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join(format!(
+        "{}-v{}.bundle",
+        outcome.manifest.name, outcome.manifest.version
+    ));
+    write_file(&path, &outcome.bundle)?;
+    print!("{}", report::training_report(&outcome.manifest));
+    println!("bundle          {}", path.display());
+    println!("bundle sha256   {}", sha256_hex(&outcome.bundle));
+    println!("weights sha256  {}", outcome.manifest.weights.sha256);
+    println!("signed by       {}", outcome.manifest.signer_key_id);
+    Ok(())
+}
+
+fn load_spec(value: &str) -> Result<ModelSpec> {
+    if let Some(preset) = ModelSpec::preset(value) {
+        return Ok(preset);
+    }
+    let path = Path::new(value);
+    if !path.exists() {
+        bail!(
+            "--spec {value:?} is neither a file nor a preset (presets: {})",
+            ModelSpec::PRESETS.join(", ")
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {value}"))?;
+    ModelSpec::from_json(&text).with_context(|| format!("spec {value}"))
+}
+
+fn default_name(data: &Path) -> String {
+    let file = data
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".to_string());
+    file.split('.').next().unwrap_or("model").to_string()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
