@@ -14,7 +14,8 @@ duration=${DURATION:-15s}
 port=${PORT:-18080}
 mkdir -p "$work"
 
-cargo build --release --quiet --bins
+# One release build for the binaries and the criterion benches alike.
+cargo build --release --quiet --workspace --bins --benches
 bin=$target/release
 [ -f "$work/release.key" ] || "$bin/edgewise-train" keygen --out "$work/release" >/dev/null
 [ -f "$work/digits-v1.bundle" ] || "$bin/edgewise-train" train --data training/data/digits.csv.gz \

@@ -175,6 +175,9 @@ pub enum BundleError {
         "bundle is unsigned: it has no manifest.sig entry, expected a signature by a trusted key"
     )]
     Unsigned,
+    /// The manifest's parts disagree with each other.
+    #[error(transparent)]
+    Inconsistent(#[from] crate::manifest::ManifestError),
     /// The signature is untrusted, malformed or does not match `manifest.json`.
     #[error("manifest.sig rejected: {0}")]
     Signature(#[from] KeyError),
@@ -310,7 +313,8 @@ impl Bundle {
         Bundle::open(&bytes)
     }
 
-    /// Checks the signature by a trusted key over the manifest, the signer and the weights.
+    /// Checks the signature by a trusted key over the manifest, the signer, the weights,
+    /// and that the manifest's parts agree with each other.
     pub fn verify(&self, trust: &TrustStore) -> Result<(), BundleError> {
         let signature = self.signature.as_ref().ok_or(BundleError::Unsigned)?;
         let key_id = trust.verify(&self.manifest_bytes, signature)?;
@@ -320,7 +324,8 @@ impl Bundle {
                 signature: key_id.to_owned(),
             });
         }
-        self.check_weights()
+        self.check_weights()?;
+        Ok(self.manifest.check()?)
     }
 
     /// Re-packs this bundle signed by `key`; refuses weights that do not match the manifest.

@@ -153,3 +153,129 @@ pub struct Metrics {
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
 }
+
+/// Largest self-test tolerance a manifest may claim: a looser one would let a broken
+/// model pass.
+pub const MAX_SELF_TEST_TOLERANCE: f32 = 1e-2;
+
+/// A manifest whose parts disagree with each other.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("manifest field {field}: {problem}")]
+pub struct ManifestError {
+    /// The field at fault, as a path (e.g. `input.normalization.std`).
+    pub field: &'static str,
+    /// What is wrong and what was expected.
+    pub problem: String,
+}
+
+impl Manifest {
+    /// Checks that the parts of the manifest agree: the spec is valid, the input
+    /// schema, normalisation, labels and self-test fit its shapes, and the formats are
+    /// ones this build reads.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        let fail = |field: &'static str, problem: String| Err(ManifestError { field, problem });
+        let classes = match self.spec.output_len() {
+            Ok(classes) => classes,
+            Err(err) => return fail("spec", err.to_string()),
+        };
+        let width = self.spec.input_len();
+        if self.input.features.len() != width {
+            return fail(
+                "input.features",
+                format!(
+                    "holds {} names, the spec takes {width} values",
+                    self.input.features.len()
+                ),
+            );
+        }
+        if self.input.shape != self.spec.input_shape {
+            return fail(
+                "input.shape",
+                format!(
+                    "is {:?}, the spec's input_shape is {:?}",
+                    self.input.shape, self.spec.input_shape
+                ),
+            );
+        }
+        if self.input.datatype != "FP32" {
+            return fail(
+                "input.datatype",
+                format!("must be FP32, got {:?}", self.input.datatype),
+            );
+        }
+        let normalization = &self.input.normalization;
+        if normalization.mean.len() != width || normalization.std.len() != width {
+            return fail(
+                "input.normalization",
+                format!(
+                    "mean and std must hold {width} values each, got {} and {}",
+                    normalization.mean.len(),
+                    normalization.std.len()
+                ),
+            );
+        }
+        if normalization.mean.iter().any(|mean| !mean.is_finite())
+            || normalization
+                .std
+                .iter()
+                .any(|std| !std.is_finite() || *std <= 0.0)
+        {
+            return fail(
+                "input.normalization",
+                "every mean must be finite and every std finite and above 0".to_string(),
+            );
+        }
+        if self.output.labels.len() != classes {
+            return fail(
+                "output.labels",
+                format!(
+                    "holds {} labels, the network has {classes} outputs",
+                    self.output.labels.len()
+                ),
+            );
+        }
+        self.check_self_test(width, classes)
+    }
+
+    fn check_self_test(&self, width: usize, classes: usize) -> Result<(), ManifestError> {
+        let test = &self.self_test;
+        let fail = |problem: String| {
+            Err(ManifestError {
+                field: "self_test",
+                problem,
+            })
+        };
+        if test.inputs.is_empty() {
+            return fail("inputs must hold at least one example".to_string());
+        }
+        if test.expected_probabilities.len() != test.inputs.len() {
+            return fail(format!(
+                "expected_probabilities holds {} rows for {} inputs",
+                test.expected_probabilities.len(),
+                test.inputs.len()
+            ));
+        }
+        if let Some(row) = test.inputs.iter().position(|row| row.len() != width) {
+            return fail(format!("inputs[{row}] must hold {width} values"));
+        }
+        if let Some(row) = test
+            .expected_probabilities
+            .iter()
+            .position(|row| row.len() != classes)
+        {
+            return fail(format!(
+                "expected_probabilities[{row}] must hold {classes} values"
+            ));
+        }
+        if !(test.tolerance.is_finite()
+            && test.tolerance >= 0.0
+            && test.tolerance <= MAX_SELF_TEST_TOLERANCE)
+        {
+            return fail(format!(
+                "tolerance must be between 0 and {MAX_SELF_TEST_TOLERANCE}, got {}",
+                test.tolerance
+            ));
+        }
+        Ok(())
+    }
+}

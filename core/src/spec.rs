@@ -241,7 +241,15 @@ impl ModelSpec {
             return Err(SpecError::NoLayers);
         }
         let mut shapes = vec![self.input_shape.clone()];
+        let last = self.layers.len() - 1;
         for (index, layer) in self.layers.iter().enumerate() {
+            if matches!(layer, LayerSpec::Softmax) && index != last {
+                return Err(SpecError::Layer {
+                    index,
+                    kind: layer.kind(),
+                    message: "softmax is allowed only as the last layer".to_string(),
+                });
+            }
             let input = &shapes[shapes.len() - 1];
             let output = layer
                 .output_shape(input)
@@ -420,6 +428,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(typo.to_string().contains("out_feature"), "{typo}");
+    }
+
+    #[test]
+    fn softmax_only_ends_a_network() {
+        let err = ModelSpec::from_json(
+            r#"{"input_shape":[4],"layers":[{"type":"softmax"},{"type":"linear","out_features":2}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("layer 0 (softmax)"), "{err}");
     }
 
     #[test]

@@ -39,11 +39,9 @@ pub enum ModelError {
         /// Examples claimed.
         batch: usize,
     },
-    /// The manifest has no usable self-test vectors.
-    #[error(
-        "the manifest's self_test has no examples, or its rows do not match the model's classes"
-    )]
-    SelfTestMissing,
+    /// The manifest's parts disagree (e.g. self-test rows that do not fit the model).
+    #[error(transparent)]
+    Manifest(#[from] edgewise_core::manifest::ManifestError),
     /// The loaded model does not reproduce the manifest's self-test.
     #[error(
         "self-test failed: example {example}, class {class}: expected {expected}, got {got} (tolerance {tolerance})"

@@ -7,7 +7,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::thread;
 use std::time::{Duration, Instant};
 
-use edgewise_model::Predictor;
+use std::panic::{self, AssertUnwindSafe};
+
+use edgewise_model::{ModelError, Predictor};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -59,14 +61,17 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the inference thread that owns `predictor`.
-    pub fn start(predictor: Predictor, config: BatchingConfig) -> Self {
+    pub fn start(predictor: Predictor, config: BatchingConfig) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::sync_channel(config.max_queue_len.max(1));
         thread::Builder::new()
             .name("edgewise-inference".to_string())
-            .spawn(move || run_worker(&predictor, &jobs, config))
-            .map(|_| ())
-            .unwrap_or_else(|err| tracing::error!(%err, "cannot start the inference thread"));
-        Batcher { queue, config }
+            .spawn(move || run_worker(&predictor, &jobs, config))?;
+        Ok(Batcher { queue, config })
+    }
+
+    /// Most examples one request may hold.
+    pub fn max_batch_size(&self) -> usize {
+        self.config.max_batch_size
     }
 
     /// Queues `rows` examples and waits for their class probabilities.
@@ -134,7 +139,10 @@ fn run_batch(predictor: &Predictor, batch: Vec<Job>, rows: usize) {
     for job in &batch {
         values.extend_from_slice(&job.values);
     }
-    match predictor.predict(&values, rows) {
+    // A panic inside the backend must not take the inference thread down with it.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| predictor.predict(&values, rows)))
+        .unwrap_or_else(|_| Err(ModelError::Backend("the backend panicked".to_string())));
+    match outcome {
         Ok(outputs) => {
             let classes = predictor.classes();
             let mut offset = 0;

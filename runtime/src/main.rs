@@ -38,8 +38,8 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
         /// Most examples the dynamic batcher joins into one batch.
-        #[arg(long, default_value_t = 64)]
-        max_batch_size: usize,
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        max_batch_size: u16,
         /// Longest wait, in microseconds, for more requests to join a batch.
         #[arg(long, default_value_t = 500)]
         max_queue_delay_us: u64,
@@ -72,6 +72,7 @@ fn main() -> Result<()> {
     } = Cli::parse().command;
 
     let trust = TrustStore::from_files(&trust).context("cannot read the trusted keys")?;
+    let max_batch_size = usize::from(max_batch_size);
     let loaded = load_bundle(&bundle, &trust, device, max_batch_size)
         .with_context(|| format!("refusing to serve {}", bundle.display()))?;
     for timing in &loaded.timings {
@@ -103,11 +104,12 @@ fn main() -> Result<()> {
     let batcher = Batcher::start(
         loaded.predictor,
         BatchingConfig {
-            max_batch_size: max_batch_size.max(1),
+            max_batch_size,
             max_queue_delay: Duration::from_micros(max_queue_delay_us),
             max_queue_len,
         },
-    );
+    )
+    .context("cannot start the inference thread")?;
     let app = router(
         AppState::new(info.clone(), batcher, metrics),
         max_body_bytes,
@@ -124,10 +126,30 @@ fn main() -> Result<()> {
             info.name, info.version, device_name
         );
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await
             .context("server stopped")
     })
+}
+
+/// Resolves on Ctrl-C or SIGTERM (systemd, Kubernetes), so in-flight requests finish.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

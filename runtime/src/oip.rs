@@ -21,7 +21,7 @@ pub struct InferRequest {
     pub parameters: Option<Value>,
     /// Input tensors.
     pub inputs: Vec<RequestInput>,
-    /// Outputs wanted; all when absent.
+    /// Outputs wanted; all when absent or empty.
     #[serde(default)]
     pub outputs: Option<Vec<RequestOutput>>,
 }
@@ -151,7 +151,9 @@ pub enum InputError {
         got: usize,
     },
     /// A value is not a number of the datatype.
-    #[error("input {name:?}: data[{index}] must be a finite {datatype} number, got {value}")]
+    #[error(
+        "input {name:?}: data[{index}] must be a {datatype} number that is finite in FP32, got {value}"
+    )]
     Value {
         /// Tensor name.
         name: String,
@@ -173,6 +175,20 @@ pub enum InputError {
         features: usize,
         /// Feature names.
         names: String,
+    },
+    /// Two tensors share a name.
+    #[error("input {name:?} is given more than once")]
+    Duplicate {
+        /// Tensor name.
+        name: String,
+    },
+    /// The whole-batch tensor `input` mixed with per-feature tensors.
+    #[error(
+        "input {name:?} cannot be sent together with \"input\": send either one tensor \"input\" or one tensor per feature"
+    )]
+    Mixed {
+        /// The other tensor's name.
+        name: String,
     },
     /// A tensor name that is neither `input` nor a feature.
     #[error("input {name:?} is not a known input: expected \"input\" or a feature name")]
@@ -207,8 +223,14 @@ pub struct Batch {
     pub rows: usize,
 }
 
-/// Decodes the request's inputs into a batch for a model with these features.
-pub fn decode_inputs(request: &InferRequest, features: &[String]) -> Result<Batch, InputError> {
+/// Decodes the request's inputs into a batch of at most `max_rows` examples for a
+/// model with these features. Shapes are checked before any value is read, so a huge
+/// claimed shape costs nothing.
+pub fn decode_inputs(
+    request: &InferRequest,
+    features: &[String],
+    max_rows: usize,
+) -> Result<Batch, InputError> {
     if request.inputs.is_empty() {
         return Err(InputError::NoInputs);
     }
@@ -221,41 +243,64 @@ pub fn decode_inputs(request: &InferRequest, features: &[String]) -> Result<Batc
             }
         }
     }
+    for (index, input) in request.inputs.iter().enumerate() {
+        if request.inputs[..index]
+            .iter()
+            .any(|earlier| earlier.name == input.name)
+        {
+            return Err(InputError::Duplicate {
+                name: input.name.clone(),
+            });
+        }
+    }
     if let Some(tensor) = request
         .inputs
         .iter()
         .find(|input| input.name == INPUT_TENSOR)
     {
-        if request.inputs.len() > 1 {
-            let other = request
-                .inputs
-                .iter()
-                .find(|input| input.name != INPUT_TENSOR);
-            return Err(InputError::Unknown {
-                name: other.map_or_else(|| INPUT_TENSOR.to_string(), |input| input.name.clone()),
+        if let Some(other) = request
+            .inputs
+            .iter()
+            .find(|input| input.name != INPUT_TENSOR)
+        {
+            return Err(InputError::Mixed {
+                name: other.name.clone(),
             });
         }
-        return decode_matrix(tensor, features.len());
+        return decode_matrix(tensor, features.len(), max_rows);
     }
-    decode_columns(&request.inputs, features)
+    decode_columns(&request.inputs, features, max_rows)
 }
 
-fn decode_matrix(tensor: &RequestInput, width: usize) -> Result<Batch, InputError> {
+/// The batch size of a shape whose first dimension is the batch, if it is in range.
+fn batch_rows(shape: &[i64], max_rows: usize) -> Option<usize> {
+    let rows = usize::try_from(*shape.first()?).ok()?;
+    (1..=max_rows).contains(&rows).then_some(rows)
+}
+
+fn decode_matrix(
+    tensor: &RequestInput,
+    width: usize,
+    max_rows: usize,
+) -> Result<Batch, InputError> {
     let rows = match tensor.shape.as_slice() {
-        [rows, columns] if *rows > 0 && *columns == width as i64 => *rows as usize,
-        _ => {
-            return Err(InputError::Shape {
-                name: tensor.name.clone(),
-                shape: tensor.shape.clone(),
-                expected: format!("[batch, {width}] with batch >= 1"),
-            });
-        }
-    };
+        [_, columns] if *columns == width as i64 => batch_rows(&tensor.shape, max_rows),
+        _ => None,
+    }
+    .ok_or_else(|| InputError::Shape {
+        name: tensor.name.clone(),
+        shape: tensor.shape.clone(),
+        expected: format!("[batch, {width}] with 1 <= batch <= {max_rows} (max_batch_size)"),
+    })?;
     let values = decode_values(tensor, rows * width)?;
     Ok(Batch { values, rows })
 }
 
-fn decode_columns(inputs: &[RequestInput], features: &[String]) -> Result<Batch, InputError> {
+fn decode_columns(
+    inputs: &[RequestInput],
+    features: &[String],
+    max_rows: usize,
+) -> Result<Batch, InputError> {
     for input in inputs {
         if !features.contains(&input.name) {
             return Err(InputError::Unknown {
@@ -275,15 +320,16 @@ fn decode_columns(inputs: &[RequestInput], features: &[String]) -> Result<Batch,
                 names: features.join(", "),
             })?;
         let batch = match tensor.shape.as_slice() {
-            [batch] | [batch, 1] if *batch > 0 => *batch as usize,
-            _ => {
-                return Err(InputError::Shape {
-                    name: tensor.name.clone(),
-                    shape: tensor.shape.clone(),
-                    expected: "[batch] or [batch, 1] with batch >= 1".to_string(),
-                });
-            }
-        };
+            [_] | [_, 1] => batch_rows(&tensor.shape, max_rows),
+            _ => None,
+        }
+        .ok_or_else(|| InputError::Shape {
+            name: tensor.name.clone(),
+            shape: tensor.shape.clone(),
+            expected: format!(
+                "[batch] or [batch, 1] with 1 <= batch <= {max_rows} (max_batch_size)"
+            ),
+        })?;
         let expected = *rows.get_or_insert(batch);
         if batch != expected {
             return Err(InputError::BatchMismatch {
@@ -308,7 +354,7 @@ fn decode_values(tensor: &RequestInput, expected: usize) -> Result<Vec<f32>, Inp
         name: tensor.name.clone(),
         datatype: tensor.datatype.clone(),
     })?;
-    let mut flat = Vec::with_capacity(expected);
+    let mut flat = Vec::new();
     flatten(&tensor.data, &mut flat);
     if flat.len() != expected {
         return Err(InputError::DataLength {
@@ -409,8 +455,8 @@ mod tests {
             values: vec![1.0, 2.0, 3.0, 4.0],
             rows: 2,
         };
-        assert_eq!(decode_inputs(&flat, &features()), Ok(expected.clone()));
-        assert_eq!(decode_inputs(&nested, &features()), Ok(expected));
+        assert_eq!(decode_inputs(&flat, &features(), 64), Ok(expected.clone()));
+        assert_eq!(decode_inputs(&nested, &features(), 64), Ok(expected));
     }
 
     #[test]
@@ -419,7 +465,7 @@ mod tests {
             {"name":"b","shape":[2],"datatype":"INT64","data":[10,20]},
             {"name":"a","shape":[2,1],"datatype":"FP32","data":[1,2]}]}));
         assert_eq!(
-            decode_inputs(&body, &features()),
+            decode_inputs(&body, &features(), 64),
             Ok(Batch {
                 values: vec![1.0, 10.0, 2.0, 20.0],
                 rows: 2
@@ -433,47 +479,68 @@ mod tests {
             json!({"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}),
         );
         assert!(matches!(
-            decode_inputs(&shape, &features()),
+            decode_inputs(&shape, &features(), 64),
             Err(InputError::Shape { .. })
         ));
         let dtype = request(
             json!({"inputs":[{"name":"input","shape":[1,2],"datatype":"BYTES","data":["x","y"]}]}),
         );
         assert!(matches!(
-            decode_inputs(&dtype, &features()),
+            decode_inputs(&dtype, &features(), 64),
             Err(InputError::Datatype { .. })
         ));
         let length = request(
             json!({"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}),
         );
         assert!(matches!(
-            decode_inputs(&length, &features()),
+            decode_inputs(&length, &features(), 64),
             Err(InputError::DataLength { got: 3, .. })
         ));
         let missing =
             request(json!({"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1]}]}));
-        let err = decode_inputs(&missing, &features()).unwrap_err();
+        let err = decode_inputs(&missing, &features(), 64).unwrap_err();
         assert!(err.to_string().contains("\"b\" is missing"), "{err}");
         let overflow = request(
             json!({"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1e39,0]}]}),
         );
         assert!(matches!(
-            decode_inputs(&overflow, &features()),
+            decode_inputs(&overflow, &features(), 64),
             Err(InputError::Value { index: 0, .. })
         ));
         let int_range = request(
             json!({"inputs":[{"name":"input","shape":[1,2],"datatype":"INT8","data":[300,0]}]}),
         );
         assert!(matches!(
-            decode_inputs(&int_range, &features()),
+            decode_inputs(&int_range, &features(), 64),
             Err(InputError::Value { .. })
         ));
         let output = request(
             json!({"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}],"outputs":[{"name":"logits"}]}),
         );
         assert!(matches!(
-            decode_inputs(&output, &features()),
+            decode_inputs(&output, &features(), 64),
             Err(InputError::UnknownOutput { .. })
+        ));
+        let huge = request(
+            json!({"inputs":[{"name":"input","shape":[1u64 << 40, 2],"datatype":"FP32","data":[1,2]}]}),
+        );
+        assert!(matches!(
+            decode_inputs(&huge, &features(), 64),
+            Err(InputError::Shape { .. })
+        ));
+        let negative = request(json!({"inputs":[
+            {"name":"a","shape":[-1],"datatype":"FP32","data":[1]},
+            {"name":"b","shape":[-1],"datatype":"FP32","data":[1]}]}));
+        assert!(matches!(
+            decode_inputs(&negative, &features(), 64),
+            Err(InputError::Shape { .. })
+        ));
+        let twice = request(json!({"inputs":[
+            {"name":"a","shape":[1],"datatype":"FP32","data":[1]},
+            {"name":"a","shape":[1],"datatype":"FP32","data":[1]}]}));
+        assert!(matches!(
+            decode_inputs(&twice, &features(), 64),
+            Err(InputError::Duplicate { .. })
         ));
     }
 }

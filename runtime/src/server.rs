@@ -5,8 +5,11 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{Method, StatusCode, Uri};
+use std::collections::HashMap;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +22,9 @@ use crate::oip::{
     self, InferRequest, InferResponse, ModelMetadata, OUTPUT_LABEL, OUTPUT_PROBABILITIES,
     ResponseOutput, TensorMetadata,
 };
+
+/// Header of Triton's binary tensor extension, which this server does not speak.
+const BINARY_HEADER: &str = "inference-header-content-length";
 
 /// What the server knows of the model it serves.
 #[derive(Debug, Clone)]
@@ -65,20 +71,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(|| async { Json(json!({ "ready": true })) }),
         )
         .route("/v2/models/{name}", get(model_metadata))
-        .route(
-            "/v2/models/{name}/versions/{version}",
-            get(model_version_metadata),
-        )
+        .route("/v2/models/{name}/versions/{version}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(model_version_ready),
+            get(model_ready),
         )
         .route("/v2/models/{name}/infer", post(infer))
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(infer_version),
-        )
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer))
         .route("/metrics", get(render_metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -142,63 +142,63 @@ fn metadata(model: &ModelInfo) -> ModelMetadata {
     }
 }
 
-async fn model_metadata(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<ModelMetadata>, ApiError> {
-    Ok(Json(metadata(find_model(&state, &name, None)?)))
+/// The `{name}` and optional `{version}` of a model path, with JSON errors for
+/// undecodable segments.
+struct ModelRef {
+    name: String,
+    version: Option<String>,
 }
 
-async fn model_version_metadata(
+impl<S: Send + Sync> FromRequestParts<S> for ModelRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        Ok(ModelRef {
+            name: params.remove("name").unwrap_or_default(),
+            version: params.remove("version"),
+        })
+    }
+}
+
+async fn model_metadata(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    model: ModelRef,
 ) -> Result<Json<ModelMetadata>, ApiError> {
-    Ok(Json(metadata(find_model(&state, &name, Some(&version))?)))
+    let found = find_model(&state, &model.name, model.version.as_deref())?;
+    Ok(Json(metadata(found)))
 }
 
 async fn model_ready(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    model: ModelRef,
 ) -> Result<Json<Value>, ApiError> {
-    let model = find_model(&state, &name, None)?;
-    Ok(Json(json!({ "name": model.name, "ready": true })))
-}
-
-async fn model_version_ready(
-    State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let model = find_model(&state, &name, Some(&version))?;
+    let found = find_model(&state, &model.name, model.version.as_deref())?;
     Ok(Json(
-        json!({ "name": model.name, "version": model.version, "ready": true }),
+        json!({ "name": found.name, "version": found.version, "ready": true }),
     ))
 }
 
 async fn infer(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    model: ModelRef,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    answer_infer(&state, &name, None, body).await
-}
-
-async fn infer_version(
-    State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    answer_infer(&state, &name, Some(&version), body).await
+    answer_infer(&state, &model, &headers, body).await
 }
 
 /// Runs one infer call and records its outcome and latency.
 async fn answer_infer(
     state: &AppState,
-    name: &str,
-    version: Option<&str>,
+    model: &ModelRef,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = run_infer(state, name, version, body).await;
+    let result = run_infer(state, model, headers, body).await;
     let outcome = match &result {
         Ok(_) => "success",
         Err(err) if err.status == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
@@ -232,11 +232,16 @@ async fn answer_infer(
 
 async fn run_infer(
     state: &AppState,
-    name: &str,
-    version: Option<&str>,
+    model: &ModelRef,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<InferResponse, ApiError> {
-    let model = find_model(state, name, version)?;
+    let model = find_model(state, &model.name, model.version.as_deref())?;
+    if headers.contains_key(BINARY_HEADER) {
+        return Err(ApiError::bad_request(
+            "binary tensor data (Inference-Header-Content-Length) is not supported: send JSON tensors (tritonclient: binary_data=False)",
+        ));
+    }
     let body = body.map_err(|rejection| {
         ApiError::new(
             rejection.status(),
@@ -244,7 +249,7 @@ async fn run_infer(
         )
     })?;
     let request = parse_request(&body)?;
-    let batch = oip::decode_inputs(&request, &model.features)
+    let batch = oip::decode_inputs(&request, &model.features, state.batcher.max_batch_size())
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let probabilities = state
         .batcher
@@ -304,10 +309,9 @@ fn build_response(
         })
         .collect();
     let wanted = |name: &str| {
-        request
-            .outputs
-            .as_ref()
-            .is_none_or(|outputs| outputs.iter().any(|output| output.name == name))
+        request.outputs.as_ref().is_none_or(|outputs| {
+            outputs.is_empty() || outputs.iter().any(|output| output.name == name)
+        })
     };
     let mut outputs = Vec::new();
     if wanted(OUTPUT_PROBABILITIES) {

@@ -180,6 +180,12 @@ async fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
             "length limit",
         ),
         (
+            "huge claimed batch",
+            tensor(json!([1u64 << 40, 64]), "FP32", json!([0.0])),
+            StatusCode::BAD_REQUEST,
+            "max_batch_size",
+        ),
+        (
             "batch over max",
             infer_body(65).to_string(),
             StatusCode::BAD_REQUEST,
@@ -214,6 +220,18 @@ async fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = get(&client, &format!("{}/v2/models/digits/infer", server.url)).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let binary = client
+        .post(&infer)
+        .header("content-type", "application/octet-stream")
+        .header("Inference-Header-Content-Length", "120")
+        .body(infer_body(1).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(binary.status(), StatusCode::BAD_REQUEST);
+    let message = binary.json::<Value>().await.expect("JSON")["error"].to_string();
+    assert!(message.contains("binary tensor data"), "{message}");
 
     assert!(server.is_running(), "bad input must never stop the server");
     let (status, _) = post(&client, &infer, infer_body(1).to_string()).await;

@@ -79,7 +79,17 @@ pub enum DataError {
         /// Column names present.
         available: Vec<String>,
     },
-    /// A feature value is not a finite number.
+    /// The label column was also chosen as a feature.
+    #[error(
+        "{path}: --features names the label column {column:?}; a model must not see its answer"
+    )]
+    LabelAsFeature {
+        /// The file.
+        path: String,
+        /// The label column.
+        column: String,
+    },
+    /// A feature value is not a finite number, or a label is empty.
     #[error("{path}: row {row}, column {column:?}: expected a finite number, got {value:?}")]
     NotANumber {
         /// The file.
@@ -148,9 +158,15 @@ pub fn parse(text: &str, options: &DataOptions, name: &str) -> Result<Dataset, D
         .transpose()
         .map_err(csv_error)?
         .ok_or_else(|| too_little(name, "the file is empty"))?;
+    // The label may be text, so only the other fields tell a header from data.
+    let label_position = match options.label {
+        LabelColumn::Last => first.len().saturating_sub(1),
+        LabelColumn::Named(_) => usize::MAX,
+    };
     let has_header = first
         .iter()
-        .any(|field| field.trim().parse::<f64>().is_err());
+        .enumerate()
+        .any(|(index, field)| index != label_position && field.trim().parse::<f64>().is_err());
     let columns: Vec<String> = if has_header {
         first.iter().map(|field| field.trim().to_string()).collect()
     } else {
@@ -171,6 +187,12 @@ pub fn parse(text: &str, options: &DataOptions, name: &str) -> Result<Dataset, D
             .map(|feature| column_index(&columns, feature, name))
             .collect::<Result<_, _>>()?
     };
+    if feature_indices.contains(&label_index) {
+        return Err(DataError::LabelAsFeature {
+            path: name.to_string(),
+            column: columns[label_index].clone(),
+        });
+    }
     let data_rows = (!has_header)
         .then_some(Ok(first))
         .into_iter()
@@ -202,8 +224,17 @@ pub fn parse(text: &str, options: &DataOptions, name: &str) -> Result<Dataset, D
                 })?;
             values.push(value);
         }
+        let label = record.get(label_index).unwrap_or("").trim();
+        if label.is_empty() {
+            return Err(DataError::NotANumber {
+                path: name.to_string(),
+                row,
+                column: columns[label_index].clone(),
+                value: "(an empty label)".to_string(),
+            });
+        }
         rows.push(values);
-        raw_labels.push(record.get(label_index).unwrap_or("").trim().to_string());
+        raw_labels.push(label.to_string());
     }
     let (class_names, labels) = encode_labels(&raw_labels);
     if rows.len() < 10 || class_names.len() < 2 {
@@ -323,6 +354,17 @@ mod tests {
             err.to_string().contains("no column named \"label\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn text_labels_do_not_make_a_header() {
+        let mut text = String::new();
+        for i in 0..12 {
+            text.push_str(&format!("{i},1.5,{}\n", ["setosa", "virginica"][i % 2]));
+        }
+        let data = parse(&text, &options(), "t.csv").unwrap();
+        assert_eq!(data.rows.len(), 12);
+        assert_eq!(data.class_names, vec!["setosa", "virginica"]);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub enum TrainError {
     /// The data could not be read.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// The request's settings are out of range.
+    #[error("{0}")]
+    Request(String),
     /// The data does not fit the spec.
     #[error("the spec does not fit the data: {0}")]
     Mismatch(String),
@@ -86,6 +89,7 @@ pub fn run(
     key: &SecretKey,
     progress: &ProgressBar,
 ) -> Result<TrainOutcome, TrainError> {
+    check_request(request)?;
     let dataset = data::load(&request.data, &request.data_options)?;
     check_fit(&request.spec, &dataset)?;
     let seed = request.config.seed;
@@ -176,6 +180,34 @@ pub fn run(
         manifest: signed,
         bundle,
     })
+}
+
+fn check_request(request: &TrainRequest) -> Result<(), TrainError> {
+    let name_ok = !request.name.is_empty()
+        && !request.name.starts_with('.')
+        && request
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !name_ok {
+        return Err(TrainError::Request(format!(
+            "name {:?} must be letters, digits, '_', '-' or '.', not starting with '.'",
+            request.name
+        )));
+    }
+    let (validation, test) = (request.validation_fraction, request.test_fraction);
+    let fraction_ok = |f: f64| f > 0.0 && f < 1.0;
+    if !fraction_ok(validation) || !fraction_ok(test) || validation + test >= 0.9 {
+        return Err(TrainError::Request(format!(
+            "validation_fraction ({validation}) and test_fraction ({test}) must each be above 0 and leave at least 10% of rows to train on"
+        )));
+    }
+    if request.config.epochs == 0 || request.config.batch_size == 0 {
+        return Err(TrainError::Request(
+            "epochs and batch_size must be at least 1".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_fit(spec: &ModelSpec, dataset: &Dataset) -> Result<(), TrainError> {

@@ -110,7 +110,13 @@ pub fn train(
             loss_sum += f64::from(loss.into_scalar::<f32>()) * batch.len() as f64;
             network = optimizer.step(config.learning_rate, network, gradients);
         }
-        epoch_losses.push(loss_sum / train.len().max(1) as f64);
+        let epoch_loss = loss_sum / train.len().max(1) as f64;
+        if !epoch_loss.is_finite() {
+            return Err(ModelError::Backend(format!(
+                "training diverged: the loss of epoch {epoch} is {epoch_loss}; lower --lr"
+            )));
+        }
+        epoch_losses.push(epoch_loss);
 
         let candidate = network.valid();
         let score = validate(&candidate, validation)?;

@@ -75,6 +75,19 @@ pub fn fixture() -> &'static Fixture {
     })
 }
 
+/// `edgewise-runtime serve` of `bundle` trusting `trust`, on the CPU and a free port.
+fn serve_command(bundle: &Path, trust: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edgewise-runtime"));
+    command
+        .arg("serve")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--trust")
+        .arg(trust)
+        .args(["--listen", "127.0.0.1:0", "--device", "cpu"]);
+    command
+}
+
 /// A running `edgewise-runtime serve`, killed on drop.
 pub struct Runtime {
     child: Child,
@@ -86,13 +99,7 @@ impl Runtime {
     /// Starts the runtime with `extra` arguments after the bundle and trust flags,
     /// and waits until it listens.
     pub fn start(bundle: &Path, trust: &Path, extra: &[&str]) -> Runtime {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgewise-runtime"))
-            .arg("serve")
-            .arg("--bundle")
-            .arg(bundle)
-            .arg("--trust")
-            .arg(trust)
-            .args(["--listen", "127.0.0.1:0", "--device", "cpu"])
+        let mut child = serve_command(bundle, trust)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -135,13 +142,7 @@ impl Drop for Runtime {
 
 /// Runs the runtime on a bundle expected to be refused; returns its exit output.
 pub fn serve_expecting_exit(bundle: &Path, trust: &Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewise-runtime"))
-        .arg("serve")
-        .arg("--bundle")
-        .arg(bundle)
-        .arg("--trust")
-        .arg(trust)
-        .args(["--listen", "127.0.0.1:0", "--device", "cpu"])
+    let mut child = serve_command(bundle, trust)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
