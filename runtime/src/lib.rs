@@ -6,6 +6,7 @@
 //! self-test, and never panics on a request: bad input gets a 4xx JSON error.
 
 pub mod batcher;
+pub mod binary;
 pub mod error;
 pub mod loader;
 pub mod oip;

@@ -38,7 +38,9 @@ pub struct RequestInput {
     /// Tensor parameters (accepted, not used).
     #[serde(default)]
     pub parameters: Option<Value>,
-    /// Values, flat or nested, row-major.
+    /// Values, flat or nested, row-major (filled from the body's binary part when the
+    /// tensor uses the binary extension).
+    #[serde(default)]
     pub data: Value,
 }
 
@@ -75,8 +77,12 @@ pub struct ResponseOutput {
     pub shape: Vec<usize>,
     /// `FP32` for probabilities, `BYTES` for labels.
     pub datatype: String,
-    /// Flat values.
+    /// Flat values (absent when sent as binary data).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub data: Value,
+    /// `binary_data_size` when the values follow the JSON as binary data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
 }
 
 /// Tensor metadata in the model metadata response.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,14 +17,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
 use crate::batcher::{BatchError, Batcher};
+use crate::binary;
 use crate::error::ApiError;
 use crate::oip::{
     self, InferRequest, InferResponse, ModelMetadata, OUTPUT_LABEL, OUTPUT_PROBABILITIES,
     ResponseOutput, TensorMetadata,
 };
-
-/// Header of Triton's binary tensor extension, which this server does not speak.
-const BINARY_HEADER: &str = "inference-header-content-length";
 
 /// What the server knows of the model it serves.
 #[derive(Debug, Clone)]
@@ -90,7 +88,7 @@ async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "edgewise-runtime",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": []
+        "extensions": ["binary_tensor_data"]
     }))
 }
 
@@ -220,7 +218,7 @@ async fn answer_infer(
     )
     .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(response) => Json(response).into_response(),
+        Ok(response) => response,
         Err(err) => {
             if err.status.is_server_error() {
                 tracing::warn!(error = %err.message, "infer failed");
@@ -235,20 +233,26 @@ async fn run_infer(
     model: &ModelRef,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<InferResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let model = find_model(state, &model.name, model.version.as_deref())?;
-    if headers.contains_key(BINARY_HEADER) {
-        return Err(ApiError::bad_request(
-            "binary tensor data (Inference-Header-Content-Length) is not supported: send JSON tensors (tritonclient: binary_data=False)",
-        ));
-    }
     let body = body.map_err(|rejection| {
         ApiError::new(
             rejection.status(),
             format!("request body: {}", rejection.body_text()),
         )
     })?;
-    let request = parse_request(&body)?;
+    let binary_header = headers
+        .get(binary::HEADER)
+        .map(|value| value.to_str().unwrap_or_default());
+    let request = match binary_header {
+        Some(header) => {
+            let (json, raw) = binary::split(&body, header).map_err(ApiError::bad_request)?;
+            let mut request = parse_request(json)?;
+            binary::fill_inputs(&mut request, raw).map_err(ApiError::bad_request)?;
+            request
+        }
+        None => parse_request(&body)?,
+    };
     let batch = oip::decode_inputs(&request, &model.features, state.batcher.max_batch_size())
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let probabilities = state
@@ -264,7 +268,27 @@ async fn run_infer(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
             }
         })?;
-    Ok(build_response(model, &request, &probabilities, batch.rows))
+    let response = build_response(model, &request, &probabilities, batch.rows);
+    let wants_binary = |name: &str| binary::wants_binary(&request, name);
+    if response
+        .outputs
+        .iter()
+        .any(|output| wants_binary(&output.name))
+    {
+        let (body, header_length) = binary::encode(response, wants_binary);
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    HeaderName::from_static(binary::HEADER),
+                    header_length.to_string(),
+                ),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    Ok(Json(response).into_response())
 }
 
 /// Parses the JSON body, naming the field at fault.
@@ -320,6 +344,7 @@ fn build_response(
             shape: vec![rows, classes],
             datatype: "FP32".to_string(),
             data: Value::from(probabilities.to_vec()),
+            parameters: None,
         });
     }
     if wanted(OUTPUT_LABEL) {
@@ -328,6 +353,7 @@ fn build_response(
             shape: vec![rows],
             datatype: "BYTES".to_string(),
             data: Value::Array(labels),
+            parameters: None,
         });
     }
     InferResponse {

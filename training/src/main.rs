@@ -276,6 +276,12 @@ fn default_name(data: &Path) -> String {
     file.split('.').next().unwrap_or("model").to_string()
 }
 
+/// Writes through a temporary file and a rename, so a reader never sees half a bundle.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, bytes)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
 }

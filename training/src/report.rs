@@ -54,7 +54,10 @@ pub fn inspect(manifest: &Manifest, signature: Option<&str>) -> String {
     let _ = writeln!(
         out,
         "signer          {}",
-        signature.unwrap_or("UNSIGNED (no manifest.sig)")
+        signature.map_or_else(
+            || "UNSIGNED (no manifest.sig)".to_string(),
+            |key_id| format!("key {key_id} (not verified here: run `verify --trust KEY.pub`)")
+        )
     );
     let _ = writeln!(
         out,
