@@ -4,6 +4,7 @@
 #
 #   bench/load.sh            # release build, 15 s per level
 #   DURATION=30s bench/load.sh
+#   QUEUE_DELAY_US=200 bench/load.sh   # let the batcher wait for company
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
@@ -23,7 +24,7 @@ bin=$target/release
 
 "$bin/edgewise-runtime" serve --bundle "$work/digits-v1.bundle" --trust "$work/release.pub" \
   --listen "127.0.0.1:$port" --device "${DEVICE:-cpu}" --max-batch-size 64 \
-  --max-queue-delay-us "${QUEUE_DELAY_US:-200}" >"$work/runtime.out" 2>"$work/runtime.log" &
+  --max-queue-delay-us "${QUEUE_DELAY_US:-0}" >"$work/runtime.out" 2>"$work/runtime.log" &
 runtime=$!
 trap 'kill $runtime 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do grep -q serving "$work/runtime.out" 2>/dev/null && break; sleep 0.1; done

@@ -40,8 +40,9 @@ enum Command {
         /// Most examples the dynamic batcher joins into one batch.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
         max_batch_size: u16,
-        /// Longest wait, in microseconds, for more requests to join a batch.
-        #[arg(long, default_value_t = 500)]
+        /// Longest wait, in microseconds, for more requests to join a batch. 0 (as in
+        /// Triton) still joins the requests that queued while the last batch ran.
+        #[arg(long, default_value_t = 0)]
         max_queue_delay_us: u64,
         /// Most requests waiting for the model before new ones get 503.
         #[arg(long, default_value_t = 4096)]

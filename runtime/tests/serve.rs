@@ -301,16 +301,7 @@ async fn futures_join(client: &reqwest::Client, url: &str, count: usize) -> Vec<
         .map(|_| {
             let client = client.clone();
             let url = url.to_string();
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(infer_body(1).to_string())
-                    .send()
-                    .await
-                    .map(|response| response.status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            })
+            tokio::spawn(async move { post(&client, &url, infer_body(1).to_string()).await.0 })
         })
         .collect();
     let mut statuses = Vec::new();
