@@ -179,24 +179,15 @@ async fn model_ready(
     ))
 }
 
+/// Runs one infer call and records its outcome and latency.
 async fn infer(
     State(state): State<AppState>,
     model: ModelRef,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    answer_infer(&state, &model, &headers, body).await
-}
-
-/// Runs one infer call and records its outcome and latency.
-async fn answer_infer(
-    state: &AppState,
-    model: &ModelRef,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
     let started = Instant::now();
-    let result = run_infer(state, model, headers, body).await;
+    let result = run_infer(&state, &model, &headers, body).await;
     let outcome = match &result {
         Ok(_) => "success",
         Err(err) if err.status == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
