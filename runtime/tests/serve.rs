@@ -239,14 +239,7 @@ async fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     assert!(server.is_running(), "bad input must never stop the server");
     let (status, _) = post(&client, &infer, infer_body(1).to_string()).await;
     assert_eq!(status, StatusCode::OK);
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scrape(&client, &server.url).await;
     assert!(metrics.contains(r#"outcome="client_error""#), "{metrics}");
 }
 
@@ -263,14 +256,7 @@ async fn concurrent_requests_are_batched_and_measured() {
     let answers = futures_join(&client, &infer, requests).await;
     assert!(answers.iter().all(|status| *status == StatusCode::OK));
 
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scrape(&client, &server.url).await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()
@@ -294,6 +280,18 @@ async fn concurrent_requests_are_batched_and_measured() {
         metrics.contains(r#"edgewise_model_info{model="digits",version="3",device="cpu (flex)""#),
         "{metrics}"
     );
+}
+
+/// The runtime's Prometheus text.
+async fn scrape(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
 }
 
 async fn futures_join(client: &reqwest::Client, url: &str, count: usize) -> Vec<StatusCode> {

@@ -180,11 +180,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Inspect { bundle, json } => {
-            let opened = Bundle::read(&bundle)?;
+            let bytes = std::fs::read(&bundle)
+                .with_context(|| format!("cannot read {}", bundle.display()))?;
+            let opened = Bundle::open(&bytes)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&opened.manifest)?);
             } else {
-                let bytes = std::fs::read(&bundle)?;
                 println!(
                     "bundle          {} (sha256 {})",
                     bundle.display(),
