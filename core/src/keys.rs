@@ -165,14 +165,17 @@ struct SecretKeyFile {
     secret_key: String,
 }
 
-/// The JSON layout of a public key file.
-#[derive(Serialize, Deserialize)]
+/// The JSON layout of a public key file; also embedded in node configs and trust bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublicKeyFile {
+pub struct PublicKeyDocument {
+    /// Always [`PUBLIC_KEY_TYPE`].
     #[serde(rename = "type")]
-    kind: String,
-    key_id: String,
-    public_key: String,
+    pub kind: String,
+    /// The key id, checked against the key on load.
+    pub key_id: String,
+    /// Base64 of the 32 public key bytes.
+    pub public_key: String,
 }
 
 /// Reads and parses a JSON key file.
@@ -373,7 +376,12 @@ impl PublicKey {
 
     /// Reads a public key file, checking its type, encoding and key id.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let file: PublicKeyFile = read_key_file(path)?;
+        let file: PublicKeyDocument = read_key_file(path)?;
+        Self::from_document(&file, path)
+    }
+
+    /// The key in `file`, checking type, encoding and key id; `path` names where it came from.
+    pub fn from_document(file: &PublicKeyDocument, path: &Path) -> Result<Self, KeyError> {
         check_type(path, &file.kind, PUBLIC_KEY_TYPE)?;
         let bytes = decode_key_bytes(path, "public_key", &file.public_key)?;
         let verifying = VerifyingKey::from_bytes(&bytes).map_err(|_| {
@@ -390,12 +398,16 @@ impl PublicKey {
 
     /// Writes this key as a public key file, replacing any file at `path`.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let file = PublicKeyFile {
+        write_file(path, &key_file_json(path, &self.to_document())?)
+    }
+
+    /// This key as a public key document.
+    pub fn to_document(&self) -> PublicKeyDocument {
+        PublicKeyDocument {
             kind: PUBLIC_KEY_TYPE.to_owned(),
             key_id: self.key_id.clone(),
             public_key: BASE64.encode(self.verifying.as_bytes()),
-        };
-        write_file(path, &key_file_json(path, &file)?)
+        }
     }
 
     /// Checks that `signature` is this key's valid signature over `message`.
@@ -439,6 +451,11 @@ impl TrustStore {
             store.add(PublicKey::load(path)?);
         }
         Ok(store)
+    }
+
+    /// The trusted keys, sorted by key id.
+    pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values()
     }
 
     /// The trusted key ids, sorted.

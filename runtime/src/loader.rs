@@ -9,6 +9,10 @@ use edgewise_core::manifest::Manifest;
 use edgewise_model::{DeviceChoice, DeviceTiming, ModelError, Predictor};
 use thiserror::Error;
 
+use crate::batcher::{Batcher, BatchingConfig};
+use crate::server::{ModelInfo, ServingModel};
+use crate::telemetry;
+
 /// A bundle that passed every check, loaded and ready.
 #[derive(Debug)]
 pub struct LoadedModel {
@@ -46,5 +50,30 @@ pub fn load_bundle(
         manifest: bundle.manifest,
         predictor,
         timings,
+    })
+}
+
+/// Starts the inference thread for a loaded model and describes it in the metrics.
+pub fn start_serving(
+    loaded: LoadedModel,
+    batching: BatchingConfig,
+) -> std::io::Result<ServingModel> {
+    let manifest = loaded.manifest;
+    let version = manifest.version.to_string();
+    telemetry::describe_model(
+        &manifest.name,
+        &version,
+        &loaded.predictor.device().description,
+        &manifest.signer_key_id,
+    );
+    let batcher = Batcher::start(loaded.predictor, batching)?;
+    Ok(ServingModel {
+        info: ModelInfo {
+            name: manifest.name,
+            version,
+            features: manifest.input.features,
+            labels: manifest.output.labels,
+        },
+        batcher,
     })
 }

@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use edgewise_core::keys::TrustStore;
+use edgewise_core::node_config::NodeConfig;
 use edgewise_model::DeviceChoice;
-use edgewise_runtime::batcher::{Batcher, BatchingConfig};
-use edgewise_runtime::loader::load_bundle;
-use edgewise_runtime::server::{AppState, ModelInfo, router};
+use edgewise_runtime::agent::link::{Link, say_goodbye};
+use edgewise_runtime::agent::{Agent, AgentOptions};
+use edgewise_runtime::batcher::BatchingConfig;
+use edgewise_runtime::loader::{load_bundle, start_serving};
+use edgewise_runtime::server::{AppState, ServingSlot, router};
 use edgewise_runtime::telemetry;
+use tokio::sync::watch;
 
 /// Serve signed Edgewise models over the Open Inference Protocol.
 #[derive(Parser)]
@@ -23,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Verify a bundle, run its self-test, and serve it.
+    /// Verify one bundle, run its self-test, and serve it (standalone, no control plane).
     Serve {
         /// The signed bundle file.
         #[arg(long)]
@@ -31,26 +35,55 @@ enum Command {
         /// Trusted release public key files (`.pub`); repeat for several.
         #[arg(long, required = true)]
         trust: Vec<PathBuf>,
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Where the model runs: cpu, gpu, or auto (the faster, never a software GPU).
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
-        /// Most examples the dynamic batcher joins into one batch.
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
-        max_batch_size: u16,
-        /// Longest wait, in microseconds, for more requests to join a batch. 0 (as in
-        /// Triton) still joins the requests that queued while the last batch ran.
-        #[arg(long, default_value_t = 0)]
-        max_queue_delay_us: u64,
-        /// Most requests waiting for the model before new ones get 503.
-        #[arg(long, default_value_t = 4096)]
-        max_queue_len: usize,
-        /// Largest accepted request body, in bytes.
-        #[arg(long, default_value_t = 4 * 1024 * 1024)]
-        max_body_bytes: usize,
+        #[command(flatten)]
+        serving: ServingArgs,
     },
+    /// Join a fleet: follow the signed assignments of the control plane named in the
+    /// node config, and serve what they say.
+    Run {
+        /// The node config written by `edgewise device add`.
+        #[arg(long)]
+        config: PathBuf,
+        /// The node's data folder (default: `<device id>-data` beside the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        serving: ServingArgs,
+    },
+}
+
+/// How the model is served, in both modes.
+#[derive(Args, Clone)]
+struct ServingArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the model runs: cpu, gpu, or auto (the faster, never a software GPU).
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Most examples the dynamic batcher joins into one batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    max_batch_size: u16,
+    /// Longest wait, in microseconds, for more requests to join a batch. 0 (as in
+    /// Triton) still joins the requests that queued while the last batch ran.
+    #[arg(long, default_value_t = 0)]
+    max_queue_delay_us: u64,
+    /// Most requests waiting for the model before new ones get 503.
+    #[arg(long, default_value_t = 4096)]
+    max_queue_len: usize,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+impl ServingArgs {
+    fn batching(&self) -> BatchingConfig {
+        BatchingConfig {
+            max_batch_size: usize::from(self.max_batch_size),
+            max_queue_delay: Duration::from_micros(self.max_queue_delay_us),
+            max_queue_len: self.max_queue_len,
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -61,76 +94,133 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve {
-        bundle,
-        trust,
-        listen,
-        device,
-        max_batch_size,
-        max_queue_delay_us,
-        max_queue_len,
-        max_body_bytes,
-    } = Cli::parse().command;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match Cli::parse().command {
+        Command::Serve {
+            bundle,
+            trust,
+            serving,
+        } => runtime.block_on(serve(bundle, trust, serving)),
+        Command::Run {
+            config,
+            data_dir,
+            serving,
+        } => runtime.block_on(run(config, data_dir, serving)),
+    }
+}
 
+/// Standalone mode: one verified bundle.
+async fn serve(bundle: PathBuf, trust: Vec<PathBuf>, serving: ServingArgs) -> Result<()> {
+    let metrics = telemetry::prometheus().map_err(|err| anyhow!("metrics: {err}"))?;
     let trust = TrustStore::from_files(&trust).context("cannot read the trusted keys")?;
-    let max_batch_size = usize::from(max_batch_size);
-    let loaded = load_bundle(&bundle, &trust, device, max_batch_size)
+    let batching = serving.batching();
+    let loaded = load_bundle(&bundle, &trust, serving.device, batching.max_batch_size)
         .with_context(|| format!("refusing to serve {}", bundle.display()))?;
     for timing in &loaded.timings {
         tracing::info!(
             device = %timing.description,
-            batch = max_batch_size,
+            batch = batching.max_batch_size,
             micros = timing.batch_latency.as_secs_f64() * 1e6,
             "device timing"
         );
     }
-    let manifest = &loaded.manifest;
     let device_name = loaded.predictor.device().description.clone();
-    tracing::info!(model = %manifest.name, version = manifest.version, device = %device_name, "bundle verified, self-test passed");
-
-    let metrics = telemetry::prometheus().map_err(|err| anyhow!("metrics: {err}"))?;
-    let version = manifest.version.to_string();
-    telemetry::describe_model(
-        &manifest.name,
-        &version,
-        &device_name,
-        &manifest.signer_key_id,
+    let model = start_serving(loaded, batching).context("cannot start the inference thread")?;
+    tracing::info!(model = %model.info.name, version = %model.info.version, device = %device_name, "bundle verified, self-test passed");
+    let banner = format!(
+        "serving {} version {} on {device_name}",
+        model.info.name, model.info.version
     );
-    let info = ModelInfo {
-        name: manifest.name.clone(),
-        version,
-        features: manifest.input.features.clone(),
-        labels: manifest.output.labels.clone(),
-    };
-    let batcher = Batcher::start(
-        loaded.predictor,
-        BatchingConfig {
-            max_batch_size,
-            max_queue_delay: Duration::from_micros(max_queue_delay_us),
-            max_queue_len,
-        },
+    let slot = ServingSlot::new();
+    slot.install(model);
+    let listener = bind(serving.listen).await?;
+    println!("{banner} at http://{}", listener.local_addr()?);
+    http(
+        listener,
+        AppState::new(slot, metrics),
+        serving.max_body_bytes,
+        shutdown_signal(),
     )
-    .context("cannot start the inference thread")?;
-    let app = router(
-        AppState::new(info.clone(), batcher, metrics),
-        max_body_bytes,
-    );
+    .await
+}
 
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let address = listener.local_addr()?;
-        println!(
-            "serving {} version {} on {} at http://{address}",
-            info.name, info.version, device_name
-        );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server stopped")
-    })
+/// Agent mode: serve the stored model at once, then follow the control plane.
+async fn run(config_path: PathBuf, data_dir: Option<PathBuf>, serving: ServingArgs) -> Result<()> {
+    let metrics = telemetry::prometheus().map_err(|err| anyhow!("metrics: {err}"))?;
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read node config {}", config_path.display()))?;
+    let config = NodeConfig::from_toml(&text)
+        .map_err(|e| anyhow!("node config {}: {e}", config_path.display()))?;
+    let data_dir = data_dir.unwrap_or_else(|| {
+        config_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(format!("{}-data", config.device_id))
+    });
+    let slot = ServingSlot::new();
+    let options = AgentOptions {
+        data_dir,
+        device: serving.device,
+        batching: serving.batching(),
+    };
+    let (agent, reports) = Agent::new(&config, options, slot.clone())?;
+    let listener = bind(serving.listen).await?;
+    let restored = agent.restore().await;
+    match &restored {
+        Some(version) => println!(
+            "node {} serving {} version {} at http://{}",
+            config.device_id,
+            version.model,
+            version.version,
+            listener.local_addr()?
+        ),
+        None => println!(
+            "node {} waiting for its first assignment at http://{}",
+            config.device_id,
+            listener.local_addr()?
+        ),
+    }
+    let link = Link::new(
+        &config.device_id,
+        &config.mqtt.url,
+        &config.mqtt.username,
+        &config.mqtt.password,
+    )
+    .map_err(|e| anyhow!("node config: {e}"))?;
+    let client = link.client();
+    let (desired_tx, desired_rx) = watch::channel(None);
+    tokio::spawn(link.run(desired_tx, reports));
+    tokio::spawn(agent.run(desired_rx));
+    http(
+        listener,
+        AppState::new(slot, metrics),
+        serving.max_body_bytes,
+        shutdown_signal(),
+    )
+    .await?;
+    say_goodbye(&client, &config.device_id).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// Serves the HTTP API until `shutdown` resolves, letting in-flight requests finish.
+async fn http(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    max_body_bytes: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = router(state, max_body_bytes);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server stopped")
 }
 
 /// Resolves on Ctrl-C or SIGTERM (systemd, Kubernetes), so in-flight requests finish.

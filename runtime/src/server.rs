@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use std::collections::HashMap;
 
+use arc_swap::ArcSwapOption;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
@@ -37,22 +38,48 @@ pub struct ModelInfo {
     pub labels: Vec<String>,
 }
 
+/// A model ready to answer: what it is, and the batcher that runs it.
+pub struct ServingModel {
+    /// What the model is.
+    pub info: ModelInfo,
+    /// The queue to its inference thread.
+    pub batcher: Batcher,
+}
+
+/// The model being served, swapped atomically by the update agent. A request holds the
+/// model it started with until it ends, so a swap never fails a request in flight; the
+/// old model's inference thread stops once its last request is answered.
+#[derive(Clone, Default)]
+pub struct ServingSlot(Arc<ArcSwapOption<ServingModel>>);
+
+impl ServingSlot {
+    /// An empty slot: nothing is served until a model is installed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The model serving now, if any.
+    pub fn current(&self) -> Option<Arc<ServingModel>> {
+        self.0.load_full()
+    }
+
+    /// Makes `model` the one new requests go to; returns the one it replaces.
+    pub fn install(&self, model: ServingModel) -> Option<Arc<ServingModel>> {
+        self.0.swap(Some(Arc::new(model)))
+    }
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
-    model: Arc<ModelInfo>,
-    batcher: Batcher,
+    slot: ServingSlot,
     metrics: PrometheusHandle,
 }
 
 impl AppState {
-    /// State for serving `model` through `batcher`, rendering metrics from `metrics`.
-    pub fn new(model: ModelInfo, batcher: Batcher, metrics: PrometheusHandle) -> Self {
-        AppState {
-            model: Arc::new(model),
-            batcher,
-            metrics,
-        }
+    /// State for serving whatever `slot` holds, rendering metrics from `metrics`.
+    pub fn new(slot: ServingSlot, metrics: PrometheusHandle) -> Self {
+        AppState { slot, metrics }
     }
 }
 
@@ -64,10 +91,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v2/health/live",
             get(|| async { Json(json!({ "live": true })) }),
         )
-        .route(
-            "/v2/health/ready",
-            get(|| async { Json(json!({ "ready": true })) }),
-        )
+        .route("/v2/health/ready", get(server_ready))
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/versions/{version}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
@@ -77,6 +101,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(infer))
+        .route("/predict", post(crate::predict::predict))
         .route("/metrics", get(render_metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -92,12 +117,34 @@ async fn server_metadata() -> Json<Value> {
     }))
 }
 
-fn find_model<'a>(
-    state: &'a AppState,
+/// Ready once a model is installed; 503 before.
+async fn server_ready(State(state): State<AppState>) -> Response {
+    let ready = state.slot.current().is_some();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+/// The model serving now, or a 503 naming why there is none.
+pub(crate) fn serving_model(state: &AppState) -> Result<Arc<ServingModel>, ApiError> {
+    state.slot.current().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no model is installed on this node yet; it serves once its first assignment is applied",
+        )
+    })
+}
+
+fn find_model(
+    state: &AppState,
     name: &str,
     version: Option<&str>,
-) -> Result<&'a ModelInfo, ApiError> {
-    let model = state.model.as_ref();
+) -> Result<Arc<ServingModel>, ApiError> {
+    let serving = serving_model(state)?;
+    let model = &serving.info;
     if name != model.name {
         return Err(ApiError::not_found(format!(
             "model {name:?} is not served here; this node serves {:?}",
@@ -112,7 +159,7 @@ fn find_model<'a>(
             model.version
         )));
     }
-    Ok(model)
+    Ok(serving)
 }
 
 fn metadata(model: &ModelInfo) -> ModelMetadata {
@@ -166,7 +213,7 @@ async fn model_metadata(
     model: ModelRef,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let found = find_model(&state, &model.name, model.version.as_deref())?;
-    Ok(Json(metadata(found)))
+    Ok(Json(metadata(&found.info)))
 }
 
 async fn model_ready(
@@ -175,7 +222,7 @@ async fn model_ready(
 ) -> Result<Json<Value>, ApiError> {
     let found = find_model(&state, &model.name, model.version.as_deref())?;
     Ok(Json(
-        json!({ "name": found.name, "version": found.version, "ready": true }),
+        json!({ "name": found.info.name, "version": found.info.version, "ready": true }),
     ))
 }
 
@@ -187,25 +234,41 @@ async fn infer(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = run_infer(&state, &model, &headers, body).await;
+    let serving = find_model(&state, &model.name, model.version.as_deref());
+    let result = match &serving {
+        Ok(serving) => run_infer(serving, &headers, body).await,
+        Err(err) => Err(err.clone()),
+    };
+    finish_request(serving.ok().as_deref(), started, result)
+}
+
+/// Records a request's outcome and latency against the model that ran it, and turns
+/// the result into the answer.
+pub(crate) fn finish_request(
+    serving: Option<&ServingModel>,
+    started: Instant,
+    result: Result<Response, ApiError>,
+) -> Response {
     let outcome = match &result {
         Ok(_) => "success",
         Err(err) if err.status == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
         Err(err) if err.status.is_client_error() => "client_error",
         Err(_) => "server_error",
     };
-    let model = &state.model;
+    let (name, version) = serving.map_or((String::new(), String::new()), |model| {
+        (model.info.name.clone(), model.info.version.clone())
+    });
     metrics::counter!(
         "edgewise_inference_requests_total",
-        "model" => model.name.clone(),
-        "version" => model.version.clone(),
+        "model" => name.clone(),
+        "version" => version.clone(),
         "outcome" => outcome
     )
     .increment(1);
     metrics::histogram!(
         "edgewise_inference_request_duration_seconds",
-        "model" => model.name.clone(),
-        "version" => model.version.clone()
+        "model" => name,
+        "version" => version
     )
     .record(started.elapsed().as_secs_f64());
     match result {
@@ -219,13 +282,32 @@ async fn infer(
     }
 }
 
+/// Runs a decoded batch through the model's batcher, mapping failures to HTTP errors.
+pub(crate) async fn run_batch(
+    serving: &ServingModel,
+    batch: oip::Batch,
+) -> Result<Vec<f32>, ApiError> {
+    serving
+        .batcher
+        .predict(batch.values, batch.rows)
+        .await
+        .map_err(|err| match err {
+            BatchError::TooLarge { .. } => ApiError::bad_request(err.to_string()),
+            BatchError::Overloaded(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+            }
+            BatchError::Stopped | BatchError::Inference(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+            }
+        })
+}
+
 async fn run_infer(
-    state: &AppState,
-    model: &ModelRef,
+    serving: &ServingModel,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let model = find_model(state, &model.name, model.version.as_deref())?;
+    let model = &serving.info;
     let body = body.map_err(|rejection| {
         ApiError::new(
             rejection.status(),
@@ -244,22 +326,11 @@ async fn run_infer(
         }
         None => parse_request(&body)?,
     };
-    let batch = oip::decode_inputs(&request, &model.features, state.batcher.max_batch_size())
+    let batch = oip::decode_inputs(&request, &model.features, serving.batcher.max_batch_size())
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
-    let probabilities = state
-        .batcher
-        .predict(batch.values, batch.rows)
-        .await
-        .map_err(|err| match err {
-            BatchError::TooLarge { .. } => ApiError::bad_request(err.to_string()),
-            BatchError::Overloaded(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
-            }
-            BatchError::Stopped | BatchError::Inference(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
-            }
-        })?;
-    let response = build_response(model, &request, &probabilities, batch.rows);
+    let rows = batch.rows;
+    let probabilities = run_batch(serving, batch).await?;
+    let response = build_response(model, &request, &probabilities, rows);
     let wants_binary = |name: &str| binary::wants_binary(&request, name);
     if response
         .outputs
@@ -305,6 +376,19 @@ fn parse_request(body: &[u8]) -> Result<InferRequest, ApiError> {
     })
 }
 
+/// The index of the most probable class of each row.
+pub(crate) fn best_classes(probabilities: &[f32], classes: usize) -> Vec<usize> {
+    probabilities
+        .chunks(classes.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(index, _)| index)
+        })
+        .collect()
+}
+
 fn build_response(
     model: &ModelInfo,
     request: &InferRequest,
@@ -312,16 +396,9 @@ fn build_response(
     rows: usize,
 ) -> InferResponse {
     let classes = model.labels.len();
-    let labels: Vec<Value> = probabilities
-        .chunks(classes.max(1))
-        .map(|row| {
-            let best = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(index, _)| index);
-            Value::from(model.labels.get(best).cloned().unwrap_or_default())
-        })
+    let labels: Vec<Value> = best_classes(probabilities, classes)
+        .into_iter()
+        .map(|best| Value::from(model.labels.get(best).cloned().unwrap_or_default()))
         .collect();
     let wanted = |name: &str| {
         request.outputs.as_ref().is_none_or(|outputs| {

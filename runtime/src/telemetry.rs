@@ -1,6 +1,6 @@
 //! The process-wide Prometheus recorder and the runtime's metric definitions.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -12,6 +12,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The labels of the model-info series set last, so a swap can zero it.
+static DESCRIBED: Mutex<Option<[String; 4]>> = Mutex::new(None);
 
 /// Installs the Prometheus recorder once per process and returns its handle.
 pub fn prometheus() -> Result<PrometheusHandle, String> {
@@ -35,7 +38,8 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Describes the metrics and sets the model-info gauge for the served model.
+/// Describes the metrics and sets the model-info gauge for the served model (zeroing
+/// the one it replaces).
 pub fn describe_model(name: &str, version: &str, device: &str, signer: &str) {
     metrics::describe_counter!(
         "edgewise_inference_requests_total",
@@ -54,12 +58,23 @@ pub fn describe_model(name: &str, version: &str, device: &str, signer: &str) {
         "edgewise_model_info",
         "The served model: 1, labelled with its name, version, device and signer."
     );
+    let labels = [name, version, device, signer].map(str::to_string);
+    let mut described = DESCRIBED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(old) = described.replace(labels.clone()) {
+        model_info(&old).set(0.0);
+    }
+    model_info(&labels).set(1.0);
+}
+
+/// The `edgewise_model_info` series with these labels.
+fn model_info([name, version, device, signer]: &[String; 4]) -> metrics::Gauge {
     metrics::gauge!(
         "edgewise_model_info",
-        "model" => name.to_string(),
-        "version" => version.to_string(),
-        "device" => device.to_string(),
-        "signer" => signer.to_string()
+        "model" => name.clone(),
+        "version" => version.clone(),
+        "device" => device.clone(),
+        "signer" => signer.clone()
     )
-    .set(1.0);
 }

@@ -1,0 +1,115 @@
+//! `GET /api/v1/artifacts/{sha256}`: bundle bytes over HTTP, with `Range` so a broken
+//! download resumes; the fallback for nodes that cannot use QUIC.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use super::{ApiError, AppState, PathParams};
+use crate::transfer::{CHUNK_BYTES, Pacer};
+
+/// Parses `bytes=START-` or `bytes=START-END` (one range only).
+fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let start = start.trim().parse().ok()?;
+    let end = match end.trim() {
+        "" => None,
+        end => Some(end.parse().ok()?),
+    };
+    Some((start, end))
+}
+
+/// Downloads a bundle, whole or from a byte range.
+#[utoipa::path(get, path = "/api/v1/artifacts/{sha256}", tag = "artifacts", params(("sha256" = String, Path)),
+    responses((status = 200, description = "the whole bundle"), (status = 206, description = "the requested range"),
+        (status = 404, body = super::ErrorBody), (status = 416, body = super::ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    PathParams(sha256): PathParams<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let range = match headers.get(header::RANGE) {
+        None => None,
+        Some(value) => Some(value.to_str().ok().and_then(parse_range).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "header `Range` must be `bytes=START-` or `bytes=START-END`",
+            )
+        })?),
+    };
+    let start = range.map_or(0, |(start, _)| start);
+    let (file, size) = state
+        .artifacts
+        .open(&sha256, start)
+        .await
+        .map_err(|reason| {
+            if reason.starts_with("offset") {
+                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, reason)
+            } else if reason.starts_with("no artifact") {
+                ApiError::new(StatusCode::NOT_FOUND, reason)
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, reason)
+            }
+        })?;
+    let end = range
+        .and_then(|(_, end)| end)
+        .map_or(size, |end| (end + 1).min(size));
+    if end < start || (start == size && size > 0) {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("range starts at {start}, the artifact has {size} bytes"),
+        ));
+    }
+    let length = end - start;
+    let rate = state.artifacts.rate_limit;
+    let body = futures_util::stream::unfold(
+        (file.take(length), Pacer::new(rate), vec![0u8; CHUNK_BYTES]),
+        |(mut reader, mut pacer, mut buffer)| async move {
+            match reader.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(read) => {
+                    pacer.sent(read, "http").await;
+                    let chunk = axum::body::Bytes::copy_from_slice(&buffer[..read]);
+                    Some((Ok::<_, std::io::Error>(chunk), (reader, pacer, buffer)))
+                }
+                Err(err) => Some((Err(err), (reader, pacer, buffer))),
+            }
+        },
+    )
+    .boxed();
+    let mut response = Body::from_stream(body).into_response();
+    if range.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if range.is_some() {
+        let content_range = format!("bytes {start}-{}/{size}", end.saturating_sub(1));
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(parse_range("bytes=10-"), Some((10, None)));
+        assert_eq!(parse_range("bytes=0-99"), Some((0, Some(99))));
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(parse_range("bytes=a-"), None);
+    }
+}

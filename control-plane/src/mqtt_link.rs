@@ -1,0 +1,144 @@
+//! The control plane's own MQTT client (rumqttc), whatever the broker: it publishes
+//! retained assignments and records each device's `status` and `reported` messages.
+//! Malformed payloads are logged, counted in `edgewise_mqtt_malformed_messages_total`
+//! and dropped.
+
+use std::time::{Duration, SystemTime};
+
+use edgewise_core::reported::ReportedState;
+use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+use crate::datadir::SERVICE_USER;
+use crate::store::{DeviceRecord, Store};
+
+/// Largest MQTT packet in either direction.
+const MAX_PACKET_BYTES: usize = 256 * 1024;
+
+/// Publishes assignments through the control plane's connection.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+}
+
+impl Publisher {
+    /// Publishes `device`'s current signed assignment, retained, on its desired topic.
+    pub async fn publish_desired(&self, device: &DeviceRecord) {
+        let Some(desired) = &device.desired else {
+            return;
+        };
+        let topic = DeviceTopic::Desired.for_device(&device.id);
+        if let Err(err) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, desired.to_bytes())
+            .await
+        {
+            tracing::warn!(device = %device.id, error = %err, "cannot queue the assignment; it is sent again on reconnect");
+        }
+    }
+}
+
+/// Connects to the broker at `host:port` as the control plane and runs the link in the
+/// background; returns the publisher.
+pub fn start(host: &str, port: u16, password: &str, store: Store) -> Publisher {
+    let mut options = MqttOptions::new(SERVICE_USER, host, port);
+    options
+        .set_credentials(SERVICE_USER, password)
+        .set_keep_alive(Duration::from_secs(10))
+        .set_clean_session(true)
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let publisher = Publisher {
+        client: client.clone(),
+    };
+    tokio::spawn(run(client, eventloop, store));
+    publisher
+}
+
+async fn run(client: AsyncClient, mut eventloop: rumqttc::EventLoop, store: Store) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(200);
+                tracing::info!("control plane connected to the broker");
+                let client = client.clone();
+                let store = store.clone();
+                tokio::spawn(async move { resubscribe_and_republish(&client, &store).await });
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                handle_message(&store, &publish.topic, &publish.payload);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "control plane lost the broker");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// After every (re)connect: subscribe again, and publish every device's assignment
+/// again so a broker that lost its retained messages has them back.
+async fn resubscribe_and_republish(client: &AsyncClient, store: &Store) {
+    for topic in [DeviceTopic::Status, DeviceTopic::Reported] {
+        if let Err(err) = client
+            .subscribe(topic.for_all_devices(), QoS::AtLeastOnce)
+            .await
+        {
+            tracing::warn!(error = %err, "cannot subscribe");
+        }
+    }
+    let publisher = Publisher {
+        client: client.clone(),
+    };
+    match store.devices.all() {
+        Ok(devices) => {
+            for device in &devices {
+                publisher.publish_desired(device).await;
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "cannot read the devices to republish"),
+    }
+}
+
+/// Records one message from a device; drops (and counts) anything malformed.
+pub fn handle_message(store: &Store, topic: &str, payload: &[u8]) {
+    let Some((device_id, kind)) = DeviceTopic::parse(topic) else {
+        return malformed(topic, "not a device topic");
+    };
+    let _guard = store.lock();
+    let mut device = match store.devices.get(device_id) {
+        Ok(Some(device)) => device,
+        Ok(None) => return malformed(topic, "unknown device"),
+        Err(err) => return tracing::error!(error = %err, "cannot read the device"),
+    };
+    match kind {
+        DeviceTopic::Status => match payload {
+            p if p == STATUS_ONLINE.as_bytes() => device.online = true,
+            p if p == STATUS_OFFLINE.as_bytes() => device.online = false,
+            _ => return malformed(topic, "status must be `online` or `offline`"),
+        },
+        DeviceTopic::Reported => match ReportedState::from_bytes(payload) {
+            Ok(report) if report.device_id == device_id => device.reported = Some(report),
+            Ok(report) => {
+                return malformed(
+                    topic,
+                    &format!("report names device {:?}", report.device_id),
+                );
+            }
+            Err(reason) => return malformed(topic, &reason),
+        },
+        DeviceTopic::Desired | DeviceTopic::Telemetry => return,
+    }
+    device.last_seen = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    if let Err(err) = store.devices.put(device_id, &device) {
+        tracing::error!(error = %err, "cannot store the device's state");
+    }
+}
+
+fn malformed(topic: &str, reason: &str) {
+    metrics::counter!("edgewise_mqtt_malformed_messages_total").increment(1);
+    tracing::warn!(%topic, %reason, "dropped a malformed MQTT message");
+}

@@ -1,0 +1,65 @@
+//! The control plane's certificate authority and the QUIC server certificate it signs
+//! (rcgen). Nodes trust only this CA, which reaches them in their node config.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// Common name of the CA.
+const CA_NAME: &str = "Edgewise control plane CA";
+
+/// PEM texts of a certificate and its private key.
+#[derive(Debug, Clone)]
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// The PKCS#8 private key, PEM.
+    pub key_pem: String,
+}
+
+/// The CA's parameters; rebuilt identically whenever the CA signs.
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// Creates a new CA.
+pub fn create_ca() -> Result<CertifiedKey, rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let certificate = ca_params()?.self_signed(&key)?;
+    Ok(CertifiedKey {
+        certificate_pem: certificate.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Issues a server certificate for `names` (DNS names or IP addresses), signed by `ca`.
+pub fn issue_server_certificate(
+    ca: &CertifiedKey,
+    names: &[String],
+) -> Result<CertifiedKey, rcgen::Error> {
+    let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&ca.key_pem)?);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Edgewise artifact server");
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages.push(KeyUsagePurpose::DigitalSignature);
+    params
+        .extended_key_usages
+        .push(ExtendedKeyUsagePurpose::ServerAuth);
+    let certificate = params.signed_by(&key, &issuer)?;
+    Ok(CertifiedKey {
+        certificate_pem: certificate.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}

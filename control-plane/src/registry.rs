@@ -1,0 +1,345 @@
+//! The model registry: signed bundles, verified on upload against the trusted release
+//! keys, stored content-addressed and never changed; MLflow-style aliases on top.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use edgewise_core::bundle::{Bundle, sha256_hex};
+use edgewise_core::keys::TrustStore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+use crate::store::{Store, VersionRecord, version_key};
+
+/// A model with its versions and aliases.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelSummary {
+    /// Model name.
+    pub name: String,
+    /// Registered version numbers, ascending.
+    pub versions: Vec<u64>,
+    /// Alias → version.
+    pub aliases: std::collections::BTreeMap<String, u64>,
+}
+
+/// One feature of a version's reference profile, summarised.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FeatureSummary {
+    /// Feature name.
+    pub name: String,
+    /// Number of reference bins.
+    pub bins: usize,
+    /// Lowest inner bin edge.
+    pub low: Option<f64>,
+    /// Highest inner bin edge.
+    pub high: Option<f64>,
+}
+
+/// A version as the API shows it: metrics, lineage and a profile summary.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionView {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: u64,
+    /// sha256 of the bundle.
+    pub bundle_sha256: String,
+    /// Bundle size in bytes.
+    pub size: u64,
+    /// When it was registered.
+    pub registered_at: String,
+    /// When it was trained.
+    pub created_at: String,
+    /// Release key that signed it.
+    pub signer_key_id: String,
+    /// Aliases pointing at it.
+    pub aliases: Vec<String>,
+    /// Evaluation metrics.
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+    /// Training lineage.
+    #[schema(value_type = Object)]
+    pub lineage: serde_json::Value,
+    /// Input features, summarised from the reference profile.
+    pub profile: Vec<FeatureSummary>,
+    /// Output labels with their reference frequencies.
+    pub class_frequencies: std::collections::BTreeMap<String, f64>,
+}
+
+/// Longest accepted model or alias name.
+const MAX_NAME_LEN: usize = 64;
+
+/// Checks a model or alias name: 1 to 64 of letters, digits, `-`, `_`, `.`.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{kind} {name:?} must be 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.' or '-'"
+        )))
+    }
+}
+
+/// The registry.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    artifacts: PathBuf,
+    trust: TrustStore,
+}
+
+impl Registry {
+    /// A registry over `store`, keeping bundle files in `artifacts`, trusting `trust`.
+    pub fn new(store: Store, artifacts: PathBuf, trust: TrustStore) -> Self {
+        Registry {
+            store,
+            artifacts,
+            trust,
+        }
+    }
+
+    /// Where the bundle with this hash is kept.
+    pub fn artifact_path(&self, sha256: &str) -> PathBuf {
+        self.artifacts.join(sha256)
+    }
+
+    /// Verifies and registers a bundle uploaded for model `name`.
+    pub fn push(&self, name: &str, bytes: &[u8]) -> Result<VersionRecord> {
+        check_name("model name", name)?;
+        let bundle = Bundle::open(bytes)
+            .map_err(|e| Error::Invalid(format!("request body is not a valid bundle: {e}")))?;
+        bundle.verify(&self.trust).map_err(|e| {
+            Error::Rejected(format!(
+                "bundle refused: {e} (trusted release keys: {})",
+                self.trust.key_ids().join(", ")
+            ))
+        })?;
+        let manifest = bundle.manifest;
+        if manifest.name != name {
+            return Err(Error::Invalid(format!(
+                "the bundle's manifest names model {:?}, but it was pushed to {name:?}",
+                manifest.name
+            )));
+        }
+        let sha256 = sha256_hex(bytes);
+        let key = version_key(name, manifest.version);
+        let _guard = self.store.lock();
+        if let Some(existing) = self.store.versions.get(&key)? {
+            return Err(Error::Conflict(format!(
+                "{name} version {} is already registered (bundle {}); versions are immutable, push a higher version",
+                manifest.version, existing.bundle_sha256
+            )));
+        }
+        let path = self.artifact_path(&sha256);
+        let staging = self.artifacts.join(format!(".{sha256}.tmp"));
+        std::fs::write(&staging, bytes)
+            .and_then(|()| std::fs::rename(&staging, &path))
+            .map_err(|e| Error::Internal(format!("cannot store the bundle: {e}")))?;
+        let record = VersionRecord {
+            model: name.to_owned(),
+            version: manifest.version,
+            bundle_sha256: sha256,
+            size: bytes.len() as u64,
+            registered_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            manifest,
+        };
+        self.store.versions.put(&key, &record)?;
+        self.store.flush()?;
+        tracing::info!(model = name, version = record.version, sha256 = %record.bundle_sha256, "version registered");
+        Ok(record)
+    }
+
+    /// Every model with its versions and aliases.
+    pub fn models(&self) -> Result<Vec<ModelSummary>> {
+        let mut models: Vec<ModelSummary> = Vec::new();
+        for record in self.store.versions.all()? {
+            match models.last_mut() {
+                Some(last) if last.name == record.model => last.versions.push(record.version),
+                _ => models.push(ModelSummary {
+                    name: record.model.clone(),
+                    versions: vec![record.version],
+                    aliases: Default::default(),
+                }),
+            }
+        }
+        for model in &mut models {
+            model.aliases = self.aliases(&model.name)?;
+        }
+        Ok(models)
+    }
+
+    /// The versions of `model`, ascending.
+    pub fn versions(&self, model: &str) -> Result<Vec<VersionView>> {
+        let records: Vec<VersionRecord> = self
+            .store
+            .versions
+            .scan(&format!("{model}/"))?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect();
+        if records.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no model named {model:?} is registered"
+            )));
+        }
+        let aliases = self.aliases(model)?;
+        Ok(records
+            .iter()
+            .map(|record| view(record, &aliases))
+            .collect())
+    }
+
+    /// One version as a view.
+    pub fn version_view(&self, model: &str, reference: &str) -> Result<VersionView> {
+        let record = self.resolve(model, reference)?;
+        Ok(view(&record, &self.aliases(model)?))
+    }
+
+    /// The version `reference` names: a number, or an alias.
+    pub fn resolve(&self, model: &str, reference: &str) -> Result<VersionRecord> {
+        let version = match reference.parse::<u64>() {
+            Ok(version) => version,
+            Err(_) => self
+                .store
+                .aliases
+                .get(&format!("{model}/{reference}"))?
+                .ok_or_else(|| {
+                    Error::NotFound(format!("{model} has no version or alias {reference:?}"))
+                })?,
+        };
+        self.store
+            .versions
+            .get(&version_key(model, version))?
+            .ok_or_else(|| Error::NotFound(format!("{model} version {version} is not registered")))
+    }
+
+    /// Deletes a version that no device is assigned; its aliases go with it.
+    pub fn delete(&self, model: &str, version: u64) -> Result<()> {
+        let _guard = self.store.lock();
+        let record = self.resolve(model, &version.to_string())?;
+        let assigned: Vec<String> = self
+            .store
+            .devices
+            .all()?
+            .into_iter()
+            .filter(|device| {
+                device
+                    .assignment
+                    .as_ref()
+                    .is_some_and(|a| a.model == model && a.version == version)
+            })
+            .map(|device| device.id)
+            .collect();
+        if !assigned.is_empty() {
+            return Err(Error::Conflict(format!(
+                "{model} version {version} is assigned to {} device(s) ({}); deploy another version first",
+                assigned.len(),
+                assigned.join(", ")
+            )));
+        }
+        for (alias, target) in self.aliases(model)? {
+            if target == version {
+                self.store.aliases.remove(&format!("{model}/{alias}"))?;
+            }
+        }
+        self.store.versions.remove(&version_key(model, version))?;
+        self.store.flush()?;
+        let still_used = self
+            .store
+            .versions
+            .all()?
+            .iter()
+            .any(|other| other.bundle_sha256 == record.bundle_sha256);
+        if !still_used {
+            let _ = std::fs::remove_file(self.artifact_path(&record.bundle_sha256));
+        }
+        Ok(())
+    }
+
+    /// The aliases of `model`.
+    pub fn aliases(&self, model: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+        let prefix = format!("{model}/");
+        Ok(self
+            .store
+            .aliases
+            .scan(&prefix)?
+            .into_iter()
+            .map(|(key, version)| (key[prefix.len()..].to_owned(), version))
+            .collect())
+    }
+
+    /// Points `alias` at `version` (creating or moving it).
+    pub fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<()> {
+        check_name("alias", alias)?;
+        if alias.parse::<u64>().is_ok() {
+            return Err(Error::Invalid(format!(
+                "alias {alias:?} must not be a number: numbers name versions"
+            )));
+        }
+        self.resolve(model, &version.to_string())?;
+        self.store
+            .aliases
+            .put(&format!("{model}/{alias}"), &version)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Deletes `alias`.
+    pub fn delete_alias(&self, model: &str, alias: &str) -> Result<()> {
+        if !self.store.aliases.remove(&format!("{model}/{alias}"))? {
+            return Err(Error::NotFound(format!("{model} has no alias {alias:?}")));
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+/// Builds the API view of a version.
+fn view(record: &VersionRecord, aliases: &std::collections::BTreeMap<String, u64>) -> VersionView {
+    let manifest = &record.manifest;
+    let lineage = serde_json::to_value(&manifest.lineage).unwrap_or_default();
+    let metrics = lineage.get("metrics").cloned().unwrap_or_default();
+    let profile = manifest
+        .profile
+        .features
+        .iter()
+        .map(|feature| FeatureSummary {
+            name: feature.name.clone(),
+            bins: feature.reference_frequencies.len(),
+            low: feature.bin_edges.first().copied(),
+            high: feature.bin_edges.last().copied(),
+        })
+        .collect();
+    let class_frequencies = manifest
+        .output
+        .labels
+        .iter()
+        .cloned()
+        .zip(manifest.profile.class_frequencies.iter().copied())
+        .collect();
+    VersionView {
+        model: record.model.clone(),
+        version: record.version,
+        bundle_sha256: record.bundle_sha256.clone(),
+        size: record.size,
+        registered_at: record.registered_at.clone(),
+        created_at: manifest.created_at.clone(),
+        signer_key_id: manifest.signer_key_id.clone(),
+        aliases: aliases
+            .iter()
+            .filter(|(_, version)| **version == record.version)
+            .map(|(alias, _)| alias.clone())
+            .collect(),
+        metrics,
+        lineage,
+        profile,
+        class_frequencies,
+    }
+}

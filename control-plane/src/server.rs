@@ -1,0 +1,181 @@
+//! `edgewise serve`: opens the data folder, starts the embedded broker (or connects to
+//! an external one), the QUIC artifact server and the HTTP API, and runs until SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use edgewise_core::node_config::TrustBundle;
+
+use crate::api::{self, AppState};
+use crate::datadir::DataDir;
+use crate::deploy::Deployer;
+use crate::fleet::{Endpoints, Fleet};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::transfer::{self, ArtifactSource};
+use crate::{broker, credentials, mqtt_link};
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// The embedded broker, listening on this address.
+    Embedded(SocketAddr),
+    /// An external broker at `mqtt://HOST:PORT`.
+    External {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// Everything `edgewise serve` is told.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// The broker.
+    pub broker: BrokerChoice,
+    /// QUIC listen address.
+    pub quic: SocketAddr,
+    /// Release public key files to trust from now on.
+    pub trust: Vec<PathBuf>,
+    /// The host name or address nodes use to reach this control plane.
+    pub advertise_host: Option<String>,
+    /// How long an assignment stays valid.
+    pub assignment_ttl: Duration,
+    /// Bytes per second per artifact transfer (0: no limit).
+    pub transfer_rate_limit: u64,
+    /// Largest bundle upload.
+    pub max_bundle_bytes: usize,
+}
+
+/// Parses `--mqtt`: `embedded` or `mqtt://HOST:PORT`.
+pub fn parse_broker_url(value: &str) -> Result<Option<(String, u16)>, String> {
+    if value == "embedded" {
+        return Ok(None);
+    }
+    let rest = value
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| format!("--mqtt {value:?} must be `embedded` or mqtt://HOST:PORT"))?;
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--mqtt {value:?} must name a port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("--mqtt {value:?}: port {port:?} is not a number"))?;
+    Ok(Some((host.to_owned(), port)))
+}
+
+/// The host nodes should use for an address the server bound to.
+fn reachable_host(address: SocketAddr) -> String {
+    match address.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let advertise = options
+        .advertise_host
+        .clone()
+        .unwrap_or_else(|| reachable_host(options.http));
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if !names.contains(&advertise) {
+        names.push(advertise.trim_matches(['[', ']']).to_owned());
+    }
+    let data = DataDir::open(&options.data_dir, &options.trust, &names)?;
+    if data.release_trust.key_ids().is_empty() {
+        tracing::warn!(
+            "no release keys are trusted yet, so every push is refused; start with --trust RELEASE.pub"
+        );
+    }
+    let store = Store::open(&data.root.join("store")).context("cannot open the store")?;
+    let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;
+
+    let (broker_host, broker_port, mqtt_url) = match &options.broker {
+        BrokerChoice::Embedded(bind) => {
+            let embedded = broker::start(*bind, store.clone(), &data.service_password).await?;
+            let port = embedded.address.port();
+            (
+                reachable_host(embedded.address),
+                port,
+                format!("mqtt://{advertise}:{port}"),
+            )
+        }
+        BrokerChoice::External { host, port } => {
+            (host.clone(), *port, format!("mqtt://{host}:{port}"))
+        }
+    };
+    let artifacts = ArtifactSource {
+        folder: data.artifacts(),
+        rate_limit: options.transfer_rate_limit,
+    };
+    let quic = transfer::start_quic(options.quic, &data.server, artifacts.clone())?;
+    let listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.http))?;
+    let http = listener.local_addr()?;
+    let endpoints = Endpoints {
+        mqtt_url: mqtt_url.clone(),
+        quic: format!("{advertise}:{}", quic.port()),
+        quic_server_name: advertise.trim_matches(['[', ']']).to_owned(),
+        http: format!("http://{advertise}:{}", http.port()),
+    };
+    let trust = TrustBundle {
+        release_keys: data
+            .release_trust
+            .keys()
+            .map(|key| key.to_document())
+            .collect(),
+        deployment_keys: vec![data.deployment_key.public_key().to_document()],
+        ca_certificate: data.ca.certificate_pem.clone(),
+    };
+    let publisher = mqtt_link::start(
+        &broker_host,
+        broker_port,
+        &data.service_password,
+        store.clone(),
+    );
+    let registry = Registry::new(store.clone(), data.artifacts(), data.release_trust.clone());
+    let fleet = Fleet::new(store.clone(), endpoints.clone(), trust);
+    let deployer = Deployer::new(
+        store.clone(),
+        registry.clone(),
+        data.deployment_key.clone(),
+        endpoints.clone(),
+        options.assignment_ttl,
+        publisher,
+    );
+    let state = AppState {
+        registry,
+        fleet,
+        deployer,
+        artifacts,
+        metrics,
+        service_hash: credentials::hash_password(&data.service_password),
+    };
+    println!(
+        "edgewise control plane ready: api {} mqtt {} quic {} data {}",
+        endpoints.http,
+        mqtt_url,
+        endpoints.quic,
+        data.root.display()
+    );
+    axum::serve(listener, api::router(state, options.max_bundle_bytes))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server stopped")?;
+    store.flush()?;
+    Ok(())
+}

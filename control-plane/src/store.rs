@@ -1,0 +1,228 @@
+//! The control plane's sled store: typed trees for the registry, the fleet and the
+//! deployments. Every record is JSON; every write is flushed before an answer leaves.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use edgewise_core::assignment::{Assignment, SignedAssignment};
+use edgewise_core::manifest::Manifest;
+use edgewise_core::reported::ReportedState;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use utoipa::ToSchema;
+
+/// Errors of the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record did not decode.
+    #[error("store record {key:?} is corrupt: {source}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+/// One registered model version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionRecord {
+    /// Model name.
+    pub model: String,
+    /// Version number.
+    pub version: u64,
+    /// sha256 of the bundle file.
+    pub bundle_sha256: String,
+    /// Bundle size in bytes.
+    pub size: u64,
+    /// When it was registered (RFC 3339).
+    pub registered_at: String,
+    /// The verified manifest.
+    #[schema(value_type = Object)]
+    pub manifest: Manifest,
+}
+
+/// One device of the fleet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: String,
+    /// Its group.
+    pub group: String,
+    /// Free labels, e.g. `canary=true`.
+    pub labels: BTreeMap<String, String>,
+    /// Its MQTT password hash (`$6$`).
+    pub credential_hash: String,
+    /// When it was registered.
+    pub created_at: String,
+    /// The last seq issued to it.
+    pub seq: u64,
+    /// Its current signed assignment, as published.
+    pub desired: Option<SignedAssignment>,
+    /// The same, decoded.
+    pub assignment: Option<Assignment>,
+    /// The deployment that issued the assignment.
+    pub deployment_id: Option<String>,
+    /// Its last report.
+    pub reported: Option<ReportedState>,
+    /// Whether its last status was `online`.
+    pub online: bool,
+    /// When it was last heard from.
+    pub last_seen: Option<String>,
+}
+
+/// What a group should run, set by its latest deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GroupTarget {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: u64,
+    /// The deployment that set it.
+    pub deployment_id: String,
+}
+
+/// One deployment: a version sent to a whole group.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentRecord {
+    /// Deployment id.
+    pub id: String,
+    /// Target group.
+    pub group: String,
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: u64,
+    /// sha256 of the bundle.
+    pub bundle_sha256: String,
+    /// When it was made.
+    pub created_at: String,
+    /// Device id → the seq of its assignment.
+    pub assignments: BTreeMap<String, u64>,
+}
+
+/// The typed trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// `{model}/{version:020}` → [`VersionRecord`].
+    pub versions: Table<VersionRecord>,
+    /// `{model}/{alias}` → version.
+    pub aliases: Table<u64>,
+    /// device id → [`DeviceRecord`].
+    pub devices: Table<DeviceRecord>,
+    /// group name → [`GroupTarget`].
+    pub groups: Table<GroupTarget>,
+    /// deployment id → [`DeploymentRecord`].
+    pub deployments: Table<DeploymentRecord>,
+    /// Serialises read-modify-write sequences.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl Store {
+    /// Opens the store in `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(path)?;
+        Ok(Store {
+            versions: Table::open(&db, "versions")?,
+            aliases: Table::open(&db, "aliases")?,
+            devices: Table::open(&db, "devices")?,
+            groups: Table::open(&db, "groups")?,
+            deployments: Table::open(&db, "deployments")?,
+            db,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Holds off other read-modify-write sequences while the guard lives.
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        self.write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A fresh unique id (monotonic).
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+}
+
+/// The key of a model version: sorts versions numerically within a model.
+pub fn version_key(model: &str, version: u64) -> String {
+    format!("{model}/{version:020}")
+}
+
+/// A sled tree of JSON records of one type.
+#[derive(Clone)]
+pub struct Table<T> {
+    tree: sled::Tree,
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Table<T> {
+    fn open(db: &sled::Db, name: &str) -> Result<Self, StoreError> {
+        Ok(Table {
+            tree: db.open_tree(name)?,
+            _type: std::marker::PhantomData,
+        })
+    }
+
+    /// The record under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<T>, StoreError> {
+        self.tree
+            .get(key)?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    /// Stores `value` under `key`.
+    pub fn put(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.tree.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub fn remove(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.tree.remove(key)?.is_some())
+    }
+
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn scan(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let value = decode(&key, &bytes)?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
+    /// Every record, in key order.
+    pub fn all(&self) -> Result<Vec<T>, StoreError> {
+        Ok(self.scan("")?.into_iter().map(|(_, value)| value).collect())
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,198 @@
+//! Serving bundle bytes: the QUIC artifact server (ALPN `edgewise-artifact/1`) and the
+//! shared reading and pacing that the HTTP `Range` fallback uses too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use edgewise_core::transfer::{self, TransferRequest, TransferResponse};
+use quinn::crypto::rustls::QuicServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::pki::CertifiedKey;
+
+/// Bytes sent per chunk.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where bundle files are, and how fast they may go out.
+#[derive(Clone)]
+pub struct ArtifactSource {
+    /// The artifact folder.
+    pub folder: PathBuf,
+    /// Bytes per second per transfer; 0 for no limit.
+    pub rate_limit: u64,
+}
+
+impl ArtifactSource {
+    /// Opens the bundle `sha256` at `offset`; returns the file and its full size.
+    pub async fn open(&self, sha256: &str, offset: u64) -> Result<(tokio::fs::File, u64), String> {
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "{sha256:?} is not a sha256 (64 lower-case hex characters)"
+            ));
+        }
+        let path = self.folder.join(sha256);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|_| format!("no artifact {sha256}"))?;
+        let size = file.metadata().await.map_err(|e| e.to_string())?.len();
+        if offset > size {
+            return Err(format!(
+                "offset {offset} is past the end of artifact {sha256} ({size} bytes)"
+            ));
+        }
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((file, size))
+    }
+}
+
+/// Keeps a transfer under a byte rate by sleeping between chunks.
+pub struct Pacer {
+    rate: u64,
+    started: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    /// A pacer for `rate` bytes per second (0: no limit).
+    pub fn new(rate: u64) -> Self {
+        Pacer {
+            rate,
+            started: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Accounts for `bytes` sent and waits as long as the rate requires.
+    pub async fn sent(&mut self, bytes: usize, transport: &'static str) {
+        metrics::counter!("edgewise_artifact_bytes_served_total", "transport" => transport)
+            .increment(bytes as u64);
+        self.sent += bytes as u64;
+        if self.rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
+
+/// Binds the QUIC artifact server on `bind` and serves in the background; returns its address.
+pub fn start_quic(
+    bind: SocketAddr,
+    certificate: &CertifiedKey,
+    source: ArtifactSource,
+) -> Result<SocketAddr> {
+    let chain = CertificateDer::pem_slice_iter(certificate.certificate_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("the server certificate is not valid PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())
+        .context("the server key is not valid PEM")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    tls.alpn_protocols = vec![transfer::ALPN.to_vec()];
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::server(config, bind)
+        .with_context(|| format!("cannot bind the QUIC artifact server on {bind}"))?;
+    let address = endpoint.local_addr()?;
+    tokio::spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let source = source.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(connection) => serve_connection(connection, source).await,
+                    Err(err) => tracing::debug!(error = %err, "QUIC handshake failed"),
+                }
+            });
+        }
+    });
+    Ok(address)
+}
+
+async fn serve_connection(connection: quinn::Connection, source: ArtifactSource) {
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let source = source.clone();
+        tokio::spawn(async move {
+            if let Err(err) = serve_stream(send, recv, &source).await {
+                tracing::info!(error = %err, "QUIC transfer ended early");
+            }
+        });
+    }
+}
+
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    source: &ArtifactSource,
+) -> Result<(), String> {
+    let request = recv
+        .read_to_end(transfer::MAX_HEADER_BYTES)
+        .await
+        .map_err(|e| format!("reading the request: {e}"))?;
+    let opened = match transfer::decode_line::<TransferRequest>(&request) {
+        Ok((request, _)) => source
+            .open(&request.sha256, request.offset)
+            .await
+            .map(|(file, size)| (file, size, request)),
+        Err(reason) => Err(reason),
+    };
+    let (mut file, size, request) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => {
+            let refusal = TransferResponse {
+                ok: false,
+                size: 0,
+                offset: 0,
+                error: Some(reason.clone()),
+            };
+            let _ = send.write_all(&transfer::encode_line(&refusal)).await;
+            let _ = send.finish();
+            return Err(reason);
+        }
+    };
+    let header = TransferResponse {
+        ok: true,
+        size,
+        offset: request.offset,
+        error: None,
+    };
+    send.write_all(&transfer::encode_line(&header))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pacer = Pacer::new(source.rate_limit);
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    loop {
+        let read = file.read(&mut buffer).await.map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        send.write_all(&buffer[..read])
+            .await
+            .map_err(|e| e.to_string())?;
+        pacer.sent(read, "quic").await;
+    }
+    send.finish().map_err(|e| e.to_string())?;
+    let _ = send.stopped().await;
+    tracing::info!(sha256 = %request.sha256, offset = request.offset, size, "artifact sent over QUIC");
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! Fetching bundle bytes into a partial file, over QUIC or the HTTP `Range` fallback.
+//! Both resume from the bytes already held and never accept more than the size the
+//! signed assignment names.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgewise_core::transfer::{self, TransferRequest, TransferResponse};
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use thiserror::Error;
+use tokio::fs::OpenOptions;
+use tokio::io::AsyncWriteExt;
+
+/// Bytes read per QUIC chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Longest wait for a connection or for the next bytes.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a download attempt stopped.
+#[derive(Debug, Error)]
+pub enum DownloadError {
+    /// The source could not be reached or broke off; worth retrying.
+    #[error("transfer from {location} broke off: {reason}")]
+    Transient {
+        /// Where from.
+        location: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The source or the bytes are wrong; retrying the same assignment cannot help.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// The TLS settings for reaching the artifact server.
+#[derive(Clone)]
+pub struct QuicSettings {
+    client_config: quinn::ClientConfig,
+    server_name: String,
+}
+
+impl QuicSettings {
+    /// Trusts only the control plane's CA (PEM) and checks the server against `server_name`.
+    pub fn new(ca_pem: &str, server_name: &str) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let certificate =
+                certificate.map_err(|e| format!("trust.ca_certificate is not valid PEM: {e}"))?;
+            roots
+                .add(certificate)
+                .map_err(|e| format!("trust.ca_certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("trust.ca_certificate holds no certificate".into());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![transfer::ALPN.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
+        // Notice a vanished server in seconds, so the download resumes soon after it returns.
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(1)));
+        let idle = quinn::IdleTimeout::try_from(STALL_TIMEOUT).map_err(|e| e.to_string())?;
+        transport.max_idle_timeout(Some(idle));
+        client_config.transport_config(Arc::new(transport));
+        Ok(QuicSettings {
+            client_config,
+            server_name: server_name.to_owned(),
+        })
+    }
+}
+
+/// Outcome of one attempt: how many bytes this attempt moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Transferred {
+    /// Bytes written by this attempt.
+    pub bytes: u64,
+    /// Bytes already held when it started.
+    pub resumed_from: u64,
+}
+
+/// Downloads from one location into `partial`, resuming from its length, up to `size` bytes.
+pub async fn fetch(
+    location: &str,
+    quic: &QuicSettings,
+    sha256: &str,
+    size: u64,
+    partial: &Path,
+) -> Result<Transferred, DownloadError> {
+    let held = tokio::fs::metadata(partial).await.map_or(0, |m| m.len());
+    if held > size {
+        let _ = tokio::fs::remove_file(partial).await;
+        return Err(DownloadError::Transient {
+            location: location.to_owned(),
+            reason: format!(
+                "partial file held {held} bytes, more than the {size} assigned; restarting"
+            ),
+        });
+    }
+    if held == size {
+        return Ok(Transferred {
+            bytes: 0,
+            resumed_from: held,
+        });
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(partial)
+        .await
+        .map_err(|e| {
+            DownloadError::Permanent(format!("cannot write {}: {e}", partial.display()))
+        })?;
+    let transient = |reason: String| DownloadError::Transient {
+        location: location.to_owned(),
+        reason,
+    };
+    let bytes = if let Some(address) = location.strip_prefix("quic://") {
+        fetch_quic(address, quic, sha256, held, size, &mut file)
+            .await
+            .map_err(transient)?
+    } else if location.starts_with("http://") || location.starts_with("https://") {
+        fetch_http(location, held, size, &mut file)
+            .await
+            .map_err(transient)?
+    } else {
+        return Err(DownloadError::Permanent(format!(
+            "assignment location {location:?} is neither quic:// nor http(s)://"
+        )));
+    };
+    Ok(Transferred {
+        bytes,
+        resumed_from: held,
+    })
+}
+
+/// Appends `chunk` unless it would pass `limit` bytes in all.
+async fn append(
+    file: &mut tokio::fs::File,
+    chunk: &[u8],
+    written: &mut u64,
+    limit: u64,
+) -> Result<(), String> {
+    if *written + chunk.len() as u64 > limit {
+        return Err(format!(
+            "the server sent more than the {limit} bytes assigned"
+        ));
+    }
+    file.write_all(chunk)
+        .await
+        .map_err(|e| format!("cannot write the download: {e}"))?;
+    *written += chunk.len() as u64;
+    metrics::counter!("edgewise_update_download_bytes_total").increment(chunk.len() as u64);
+    Ok(())
+}
+
+async fn fetch_quic(
+    address: &str,
+    quic: &QuicSettings,
+    sha256: &str,
+    offset: u64,
+    size: u64,
+    file: &mut tokio::fs::File,
+) -> Result<u64, String> {
+    let remote = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address} resolves to nothing"))?;
+    let local: SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(local).map_err(|e| e.to_string())?;
+    endpoint.set_default_client_config(quic.client_config.clone());
+    let connecting = endpoint
+        .connect(remote, &quic.server_name)
+        .map_err(|e| e.to_string())?;
+    let connection = tokio::time::timeout(STALL_TIMEOUT, connecting)
+        .await
+        .map_err(|_| "connection timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    let request = TransferRequest {
+        sha256: sha256.to_owned(),
+        offset,
+    };
+    send.write_all(&transfer::encode_line(&request))
+        .await
+        .map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+
+    let mut header = Vec::new();
+    let mut written = 0u64;
+    let limit = size - offset;
+    let mut in_body = false;
+    loop {
+        let chunk = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(CHUNK_BYTES, true))
+            .await
+            .map_err(|_| format!("no bytes for {} s", STALL_TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let Some(chunk) = chunk else { break };
+        if in_body {
+            append(file, &chunk.bytes, &mut written, limit).await?;
+            continue;
+        }
+        header.extend_from_slice(&chunk.bytes);
+        if !header.contains(&b'\n') {
+            if header.len() > transfer::MAX_HEADER_BYTES {
+                return Err("response header too long".into());
+            }
+            continue;
+        }
+        let (response, rest): (TransferResponse, &[u8]) = transfer::decode_line(&header)?;
+        if !response.ok {
+            return Err(response.error.unwrap_or_else(|| "refused".into()));
+        }
+        if response.size != size || response.offset != offset {
+            return Err(format!(
+                "server offers {} bytes from {}, the assignment says {size} from {offset}",
+                response.size, response.offset
+            ));
+        }
+        let rest = rest.to_vec();
+        append(file, &rest, &mut written, limit).await?;
+        in_body = true;
+    }
+    file.flush().await.map_err(|e| e.to_string())?;
+    connection.close(0u32.into(), b"done");
+    if written < limit {
+        return Err(format!(
+            "stream ended after {} of {size} bytes",
+            offset + written
+        ));
+    }
+    Ok(written)
+}
+
+async fn fetch_http(
+    url: &str,
+    offset: u64,
+    size: u64,
+    file: &mut tokio::fs::File,
+) -> Result<u64, String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(STALL_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut response = client
+        .get(url)
+        .header("range", format!("bytes={offset}-"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status != reqwest::StatusCode::PARTIAL_CONTENT && !(offset == 0 && status.is_success()) {
+        return Err(format!("GET {url} answered {status}"));
+    }
+    let limit = size - offset;
+    let mut written = 0u64;
+    while let Some(chunk) = tokio::time::timeout(STALL_TIMEOUT, response.chunk())
+        .await
+        .map_err(|_| format!("no bytes for {} s", STALL_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())?
+    {
+        append(file, &chunk, &mut written, limit).await?;
+    }
+    file.flush().await.map_err(|e| e.to_string())?;
+    if written < limit {
+        return Err(format!(
+            "body ended after {} of {size} bytes",
+            offset + written
+        ));
+    }
+    Ok(written)
+}

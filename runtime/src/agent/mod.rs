@@ -1,0 +1,369 @@
+//! Agent mode (`edgewise-runtime run --config node.toml`): the node follows its signed
+//! assignments. For each one it checks the envelope (signature, device, seq, expiry),
+//! downloads the bundle (QUIC, resuming; HTTP `Range` as fallback), checks its hash,
+//! release signature and self-test, then swaps the serving model atomically and keeps
+//! the old one for fallback. Every step is reported on the retained `reported` topic;
+//! anything refused leaves the serving model untouched.
+
+pub mod download;
+pub mod link;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use edgewise_core::assignment::{Assignment, SignedAssignment};
+use edgewise_core::bundle::sha256_hex;
+use edgewise_core::keys::TrustStore;
+use edgewise_core::node_config::NodeConfig;
+use edgewise_core::reported::{InstalledVersion, ReportedState, UpdatePhase};
+use edgewise_model::DeviceChoice;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::batcher::BatchingConfig;
+use crate::loader::{LoadedModel, load_bundle, start_serving};
+use crate::server::ServingSlot;
+use download::{DownloadError, QuicSettings};
+use store::{NodeStore, SeenAssignment, StoreError};
+
+/// Longest pause between download retries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How the agent serves what it installs.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The node's data folder (sled store, bundles, partial downloads).
+    pub data_dir: PathBuf,
+    /// Where models run.
+    pub device: DeviceChoice,
+    /// Batching limits.
+    pub batching: BatchingConfig,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// The node config's trust bundle or addresses are wrong.
+    #[error("node config: {0}")]
+    Config(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The update agent of one node.
+pub struct Agent {
+    device_id: String,
+    release_trust: TrustStore,
+    deployment_trust: TrustStore,
+    quic: QuicSettings,
+    store: NodeStore,
+    slot: ServingSlot,
+    options: AgentOptions,
+    reports: watch::Sender<ReportedState>,
+}
+
+impl Agent {
+    /// Prepares the agent; `reports` receives every new state to publish.
+    pub fn new(
+        config: &NodeConfig,
+        options: AgentOptions,
+        slot: ServingSlot,
+    ) -> Result<(Self, watch::Receiver<ReportedState>), AgentError> {
+        let release_trust = config
+            .trust
+            .release_trust()
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let deployment_trust = config
+            .trust
+            .deployment_trust()
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let quic = QuicSettings::new(&config.trust.ca_certificate, &config.transfer.server_name)
+            .map_err(AgentError::Config)?;
+        let store = NodeStore::open(&options.data_dir)?;
+        let initial = ReportedState {
+            device_id: config.device_id.clone(),
+            active: store.active()?,
+            previous: store.previous()?,
+            phase: UpdatePhase::Idle,
+            seq: store.last_seen()?.map_or(0, |seen| seen.seq),
+            applied_seq: store.applied_seq()?,
+            failure: None,
+            backend: String::new(),
+            adapter: String::new(),
+            runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+            reported_at: now_rfc3339(),
+        };
+        let (reports, receiver) = watch::channel(initial);
+        Ok((
+            Agent {
+                device_id: config.device_id.clone(),
+                release_trust,
+                deployment_trust,
+                quic,
+                store,
+                slot,
+                options,
+                reports,
+            },
+            receiver,
+        ))
+    }
+
+    /// Serves the last good model from the local store, if any: the active version, or
+    /// the previous one if the active one no longer verifies. Returns what now serves.
+    pub async fn restore(&self) -> Option<InstalledVersion> {
+        let candidates = [
+            self.store.active().ok().flatten(),
+            self.store.previous().ok().flatten(),
+        ];
+        for version in candidates.into_iter().flatten() {
+            match self.load(&version).await {
+                Ok(loaded) => {
+                    if let Err(err) = self.serve(loaded) {
+                        tracing::error!(error = %err, "cannot start serving the stored model");
+                        continue;
+                    }
+                    tracing::info!(model = %version.model, version = version.version, "serving the stored model");
+                    return Some(version);
+                }
+                Err(err) => {
+                    tracing::error!(model = %version.model, version = version.version, error = %err, "stored bundle refused")
+                }
+            }
+        }
+        None
+    }
+
+    /// Follows `desired` until the process ends; the newest assignment always wins.
+    pub async fn run(self, mut desired: watch::Receiver<Option<Vec<u8>>>) {
+        while desired.changed().await.is_ok() {
+            let envelope = desired.borrow_and_update().clone();
+            if let Some(envelope) = envelope {
+                self.handle(&envelope, &desired).await;
+            }
+        }
+    }
+
+    /// Acts on one desired-topic payload.
+    async fn handle(&self, envelope: &[u8], desired: &watch::Receiver<Option<Vec<u8>>>) {
+        let envelope_sha256 = sha256_hex(envelope);
+        let last_seen = self.store.last_seen().ok().flatten();
+        if last_seen
+            .as_ref()
+            .is_some_and(|seen| seen.envelope_sha256 == envelope_sha256)
+        {
+            return; // the retained assignment, redelivered after a reconnect
+        }
+        let last_seq = last_seen.map_or(0, |seen| seen.seq);
+        let assignment = match SignedAssignment::from_bytes(envelope).and_then(|signed| {
+            signed.verify(
+                &self.deployment_trust,
+                &self.device_id,
+                last_seq,
+                SystemTime::now(),
+            )
+        }) {
+            Ok(assignment) => assignment,
+            Err(err) => {
+                metrics::counter!("edgewise_assignments_refused_total").increment(1);
+                tracing::warn!(error = %err, "assignment refused");
+                self.report(
+                    UpdatePhase::Failed,
+                    None,
+                    Some(format!("assignment refused: {err}")),
+                );
+                return;
+            }
+        };
+        let seen = SeenAssignment {
+            seq: assignment.seq,
+            envelope_sha256,
+        };
+        if let Err(err) = self.store.mark_seen(&seen) {
+            tracing::error!(error = %err, "cannot record the assignment");
+            return;
+        }
+        tracing::info!(seq = assignment.seq, model = %assignment.model, version = assignment.version, "assignment accepted");
+        match self.apply(&assignment, desired).await {
+            Ok(true) => {
+                metrics::counter!("edgewise_updates_total", "outcome" => "applied").increment(1);
+                self.report(UpdatePhase::Applied, Some(assignment.seq), None);
+            }
+            Ok(false) => tracing::info!(seq = assignment.seq, "superseded by a newer assignment"),
+            Err(reason) => {
+                metrics::counter!("edgewise_updates_total", "outcome" => "failed").increment(1);
+                tracing::warn!(seq = assignment.seq, %reason, "update failed; the previous model keeps serving");
+                self.report(UpdatePhase::Failed, Some(assignment.seq), Some(reason));
+            }
+        }
+    }
+
+    /// Downloads, verifies and installs the assigned bundle. `Ok(false)` when a newer
+    /// assignment arrived first.
+    async fn apply(
+        &self,
+        assignment: &Assignment,
+        desired: &watch::Receiver<Option<Vec<u8>>>,
+    ) -> Result<bool, String> {
+        let wanted = InstalledVersion {
+            model: assignment.model.clone(),
+            version: assignment.version,
+            bundle_sha256: assignment.bundle_sha256.clone(),
+        };
+        let current = self
+            .slot
+            .current()
+            .is_some()
+            .then(|| self.store.active().ok().flatten())
+            .flatten();
+        if current.as_ref() == Some(&wanted) {
+            self.store
+                .activate(&wanted, assignment.seq)
+                .map_err(|e| e.to_string())?;
+            return Ok(true);
+        }
+        let path = self.store.bundle_path(&assignment.bundle_sha256);
+        if !path.exists() {
+            self.report(UpdatePhase::Downloading, Some(assignment.seq), None);
+            if !self.download(assignment, desired).await? {
+                return Ok(false);
+            }
+        }
+        self.report(UpdatePhase::Verifying, Some(assignment.seq), None);
+        let loaded = match self.load(&wanted).await {
+            Ok(loaded) => loaded,
+            Err(reason) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(reason);
+            }
+        };
+        if loaded.manifest.name != assignment.model || loaded.manifest.version != assignment.version
+        {
+            let _ = std::fs::remove_file(&path);
+            return Err(format!(
+                "bundle holds {} version {}, the assignment names {} version {}",
+                loaded.manifest.name, loaded.manifest.version, assignment.model, assignment.version
+            ));
+        }
+        self.serve(loaded)?;
+        self.store
+            .activate(&wanted, assignment.seq)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(model = %wanted.model, version = wanted.version, "now serving");
+        Ok(true)
+    }
+
+    /// Fetches the bundle into the store, trying each location and retrying broken
+    /// transfers from where they stopped. `Ok(false)` when a newer assignment arrived.
+    async fn download(
+        &self,
+        assignment: &Assignment,
+        desired: &watch::Receiver<Option<Vec<u8>>>,
+    ) -> Result<bool, String> {
+        let partial = self.store.partial_path(&assignment.bundle_sha256);
+        let mut delay = Duration::from_millis(250);
+        loop {
+            for location in &assignment.locations {
+                match download::fetch(
+                    location,
+                    &self.quic,
+                    &assignment.bundle_sha256,
+                    assignment.size,
+                    &partial,
+                )
+                .await
+                {
+                    Ok(done) => {
+                        tracing::info!(%location, bytes = done.bytes, resumed_from = done.resumed_from, "download complete");
+                        return self.finish_download(assignment, &partial).map(|()| true);
+                    }
+                    Err(DownloadError::Permanent(reason)) => return Err(reason),
+                    Err(err) => tracing::warn!(error = %err, "download attempt failed"),
+                }
+            }
+            if desired.has_changed().unwrap_or(false) {
+                return Ok(false);
+            }
+            if SystemTime::now() > expiry(assignment) {
+                return Err("the assignment expired before its bundle could be downloaded".into());
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    /// Checks the downloaded bytes against the assigned hash and moves them into place.
+    fn finish_download(
+        &self,
+        assignment: &Assignment,
+        partial: &std::path::Path,
+    ) -> Result<(), String> {
+        let bytes = std::fs::read(partial).map_err(|e| format!("cannot read the download: {e}"))?;
+        let actual = sha256_hex(&bytes);
+        if actual != assignment.bundle_sha256 {
+            let _ = std::fs::remove_file(partial);
+            return Err(format!(
+                "bundle hash mismatch: downloaded bytes hash to {actual}, the assignment names {}",
+                assignment.bundle_sha256
+            ));
+        }
+        std::fs::rename(partial, self.store.bundle_path(&assignment.bundle_sha256))
+            .map_err(|e| format!("cannot install the bundle: {e}"))
+    }
+
+    /// Verifies and loads an installed bundle off the async threads.
+    async fn load(&self, version: &InstalledVersion) -> Result<LoadedModel, String> {
+        let path = self.store.bundle_path(&version.bundle_sha256);
+        let trust = self.release_trust.clone();
+        let device = self.options.device;
+        let batch = self.options.batching.max_batch_size;
+        tokio::task::spawn_blocking(move || load_bundle(&path, &trust, device, batch))
+            .await
+            .map_err(|e| format!("loading the bundle panicked: {e}"))?
+            .map_err(|e| format!("bundle refused: {e}"))
+    }
+
+    /// Swaps `loaded` in as the serving model and records its backend for reports.
+    fn serve(&self, loaded: LoadedModel) -> Result<(), String> {
+        let device = loaded.predictor.device();
+        let backend = if device.is_gpu { "gpu" } else { "cpu" }.to_owned();
+        let adapter = device.description.clone();
+        let model = start_serving(loaded, self.options.batching)
+            .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+        self.slot.install(model);
+        self.reports.send_modify(|state| {
+            state.backend = backend;
+            state.adapter = adapter;
+        });
+        Ok(())
+    }
+
+    /// Publishes a new report with `phase`.
+    fn report(&self, phase: UpdatePhase, seq: Option<u64>, failure: Option<String>) {
+        let active = self.store.active().ok().flatten();
+        let previous = self.store.previous().ok().flatten();
+        let applied_seq = self.store.applied_seq().unwrap_or(0);
+        self.reports.send_modify(|state| {
+            state.phase = phase;
+            if let Some(seq) = seq {
+                state.seq = seq;
+            }
+            state.failure = failure;
+            state.active = active;
+            state.previous = previous;
+            state.applied_seq = applied_seq;
+            state.reported_at = now_rfc3339();
+        });
+    }
+}
+
+/// The assignment's expiry instant (now, if unreadable: it was checked on arrival).
+fn expiry(assignment: &Assignment) -> SystemTime {
+    humantime::parse_rfc3339_weak(&assignment.expires_at).unwrap_or_else(|_| SystemTime::now())
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}

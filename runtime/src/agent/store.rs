@@ -1,0 +1,171 @@
+//! The node's local state in sled: installed bundles, the active and previous
+//! versions, and the last assignment seen. It survives restarts, so a node with no
+//! control plane in reach serves its last good model at once.
+
+use std::path::{Path, PathBuf};
+
+use edgewise_core::reported::InstalledVersion;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// sled key of the active version.
+const ACTIVE: &str = "active";
+/// sled key of the previous version.
+const PREVIOUS: &str = "previous";
+/// sled key of the last seen assignment.
+const LAST_SEEN: &str = "last_seen";
+/// sled key of the highest applied seq.
+const APPLIED_SEQ: &str = "applied_seq";
+
+/// Errors of the local store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("node store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record did not decode (the store was written by something else).
+    #[error("node store record `{key}` is corrupt: {source}")]
+    Corrupt {
+        /// The record's key.
+        key: &'static str,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The data folder could not be prepared.
+    #[error("node data folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+}
+
+/// The last assignment this node acted on, applied or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenAssignment {
+    /// Its seq.
+    pub seq: u64,
+    /// sha256 of its exact envelope bytes, to tell a redelivery from a replay.
+    pub envelope_sha256: String,
+}
+
+/// The node's store and data folder.
+#[derive(Clone)]
+pub struct NodeStore {
+    state: sled::Tree,
+    root: PathBuf,
+}
+
+impl NodeStore {
+    /// Opens (creating if needed) the store under `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for folder in [
+            root.to_owned(),
+            root.join("bundles"),
+            root.join("downloads"),
+        ] {
+            std::fs::create_dir_all(&folder).map_err(|source| StoreError::Folder {
+                path: folder.clone(),
+                source,
+            })?;
+        }
+        let db = sled::open(root.join("state"))?;
+        Ok(NodeStore {
+            state: db.open_tree("node")?,
+            root: root.to_owned(),
+        })
+    }
+
+    /// Where the installed bundle with this hash lives.
+    pub fn bundle_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("bundles").join(format!("{sha256}.bundle"))
+    }
+
+    /// Where a partial download of this hash lives.
+    pub fn partial_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("downloads").join(format!("{sha256}.part"))
+    }
+
+    /// The version serving now.
+    pub fn active(&self) -> Result<Option<InstalledVersion>, StoreError> {
+        self.get(ACTIVE)
+    }
+
+    /// The version kept for fallback.
+    pub fn previous(&self) -> Result<Option<InstalledVersion>, StoreError> {
+        self.get(PREVIOUS)
+    }
+
+    /// The last assignment acted on.
+    pub fn last_seen(&self) -> Result<Option<SeenAssignment>, StoreError> {
+        self.get(LAST_SEEN)
+    }
+
+    /// The highest seq applied successfully (0 if none).
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.get(APPLIED_SEQ)?.unwrap_or(0))
+    }
+
+    /// Records that an assignment was acted on (whatever the outcome).
+    pub fn mark_seen(&self, seen: &SeenAssignment) -> Result<(), StoreError> {
+        self.put(LAST_SEEN, seen)?;
+        self.state.flush()?;
+        Ok(())
+    }
+
+    /// Makes `version` active (applied under `seq`), keeping the old active one as
+    /// previous, and removes bundles that are neither.
+    pub fn activate(&self, version: &InstalledVersion, seq: u64) -> Result<(), StoreError> {
+        let old = self.active()?;
+        if let Some(old) = old
+            .as_ref()
+            .filter(|old| old.bundle_sha256 != version.bundle_sha256)
+        {
+            self.put(PREVIOUS, old)?;
+        }
+        self.put(ACTIVE, version)?;
+        self.put(APPLIED_SEQ, &seq)?;
+        self.state.flush()?;
+        self.remove_stale_bundles()
+    }
+
+    /// Deletes installed bundles other than the active and previous ones.
+    fn remove_stale_bundles(&self) -> Result<(), StoreError> {
+        let keep: Vec<String> = [self.active()?, self.previous()?]
+            .into_iter()
+            .flatten()
+            .map(|version| format!("{}.bundle", version.bundle_sha256))
+            .collect();
+        let folder = self.root.join("bundles");
+        let entries = std::fs::read_dir(&folder).map_err(|source| StoreError::Folder {
+            path: folder.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        self.state
+            .get(key)?
+            .map(|bytes| serde_json::from_slice(&bytes))
+            .transpose()
+            .map_err(|source| StoreError::Corrupt { key, source })
+    }
+
+    fn put<T: Serialize>(&self, key: &'static str, value: &T) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec(value).map_err(|source| StoreError::Corrupt { key, source })?;
+        self.state.insert(key, bytes)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,473 @@
+//! The end-to-end harness: trained bundles, and the control plane, nodes and Mosquitto
+//! as real processes on 127.0.0.1 with ephemeral ports, killed when dropped.
+#![allow(dead_code)]
+
+pub mod flows;
+pub mod mqtt;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use edgewise_core::keys::SecretKey;
+use edgewise_core::spec::ModelSpec;
+use edgewise_training::data::{DataOptions, LabelColumn};
+use edgewise_training::pipeline::{TrainRequest, run};
+use edgewise_training::trainer::TrainConfig;
+use serde_json::{Value, json};
+
+/// Signed bundles shared by the tests of one binary.
+pub struct Bundles {
+    /// Folder holding the files.
+    pub dir: PathBuf,
+    /// The release key that signed them.
+    pub release: SecretKey,
+    /// Its public key file.
+    pub release_pub: PathBuf,
+    /// digits v1.
+    pub v1: PathBuf,
+    /// digits v2.
+    pub v2: PathBuf,
+}
+
+/// The path of a workspace binary, built by `cargo test --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target folder");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Trains a digits model version with `spec`.
+pub fn train(key: &SecretKey, spec: ModelSpec, version: u64, epochs: usize) -> Vec<u8> {
+    let request = TrainRequest {
+        data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../training/data/digits.csv.gz"),
+        data_options: DataOptions {
+            label: LabelColumn::Last,
+            features: Vec::new(),
+            rows: None,
+        },
+        spec,
+        name: "digits".to_string(),
+        version,
+        config: TrainConfig {
+            epochs,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            seed: version,
+            patience: 5,
+        },
+        validation_fraction: 0.1,
+        test_fraction: 0.2,
+        source_revision: None,
+    };
+    run(&request, key, &indicatif::ProgressBar::hidden())
+        .expect("train")
+        .bundle
+}
+
+/// digits v1 and v2, trained once per test binary.
+pub fn bundles() -> &'static Bundles {
+    static BUNDLES: OnceLock<Bundles> = OnceLock::new();
+    BUNDLES.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let release = SecretKey::generate();
+        let (_, release_pub) = release.save(&dir.join("release")).expect("save key");
+        let mut paths = Vec::new();
+        for version in [1, 2] {
+            let bytes = train(
+                &release,
+                ModelSpec::preset("digits-mlp").expect("preset"),
+                version,
+                4,
+            );
+            let path = dir.join(format!("digits-v{version}.bundle"));
+            std::fs::write(&path, bytes).expect("write bundle");
+            paths.push(path);
+        }
+        let v2 = paths.pop().expect("v2");
+        let v1 = paths.pop().expect("v1");
+        Bundles {
+            dir,
+            release,
+            release_pub,
+            v1,
+            v2,
+        }
+    })
+}
+
+/// Starts `command`, waits for a stdout line containing `marker`, and returns the
+/// child and that line. Later stdout lines are discarded.
+fn spawn_until(mut command: Command, marker: &str, what: &str) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, line) = mpsc::channel();
+    std::thread::spawn(move || {
+        for text in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(text);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match line.recv_timeout(remaining) {
+            Ok(text) if text.contains(marker) => return (child, text),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{what} did not print {marker:?}");
+            }
+        }
+    }
+}
+
+/// A running control plane, killed on drop.
+pub struct ControlPlane {
+    child: Option<Child>,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Arguments it was started with, reused on restart.
+    args: Vec<String>,
+    /// The addresses it printed.
+    pub ports: Ports,
+}
+
+/// Words after `key` in a line of `key value` pairs.
+fn field(line: &str, key: &str) -> String {
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == key {
+            return words.next().unwrap_or_default().to_string();
+        }
+    }
+    panic!("no {key} in {line:?}");
+}
+
+impl ControlPlane {
+    /// Starts `edgewise serve` on ephemeral ports, trusting the shared release key, with `extra` flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> ControlPlane {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
+            "--mqtt-listen".into(),
+            "127.0.0.1:0".into(),
+            "--quic".into(),
+            "127.0.0.1:0".into(),
+            "--trust".into(),
+            bundles().release_pub.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut plane = ControlPlane {
+            child: None,
+            data_dir: data_dir.to_owned(),
+            url: String::new(),
+            args,
+            ports: Ports::default(),
+        };
+        plane.launch();
+        // Later starts reuse the same ports, so the nodes' configs stay right.
+        let ports = plane.ports.clone();
+        for (flag, address) in [
+            ("--http", &ports.http),
+            ("--mqtt-listen", &ports.mqtt),
+            ("--quic", &ports.quic),
+        ] {
+            if let Some(at) = plane.args.iter().position(|arg| arg == flag) {
+                plane.args[at + 1] = address.clone();
+            }
+        }
+        plane
+    }
+
+    fn launch(&mut self) {
+        let mut command = Command::new(binary("edgewise"));
+        command.args(&self.args);
+        let (child, line) = spawn_until(command, "control plane ready", "edgewise serve");
+        self.url = field(&line, "api");
+        self.ports = Ports {
+            http: self.url.trim_start_matches("http://").to_string(),
+            mqtt: field(&line, "mqtt")
+                .trim_start_matches("mqtt://")
+                .to_string(),
+            quic: field(&line, "quic"),
+        };
+        self.child = Some(child);
+    }
+
+    /// Kills the process at once (no graceful shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data folder.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Runs the `edgewise` CLI against this control plane; returns stdout, panicking on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = self.cli_output(args);
+        assert!(
+            output.status.success(),
+            "edgewise {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs the `edgewise` CLI and returns its whole output.
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("edgewise"))
+            .arg("--server")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .expect("run edgewise")
+    }
+
+    /// `GET path` as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        http_json(reqwest::Method::GET, &format!("{}{path}", self.url), None).1
+    }
+
+    /// Registers a device in `group` and returns its node config path.
+    pub fn add_device(&self, name: &str, group: &str, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("{name}.toml"));
+        self.cli(&[
+            "device",
+            "add",
+            name,
+            "--group",
+            group,
+            "--out",
+            path.to_str().expect("utf-8"),
+        ]);
+        path
+    }
+
+    /// Deploys and returns the deployment id.
+    pub fn deploy(&self, group: &str, version: &str) -> String {
+        let out = self.cli(&[
+            "--json",
+            "deploy",
+            "--group",
+            group,
+            "--model",
+            "digits",
+            "--version",
+            version,
+        ]);
+        let status: Value = serde_json::from_str(&out).expect("deploy JSON");
+        status["deployment"]["id"].as_str().expect("id").to_string()
+    }
+
+    /// The control plane's service MQTT password, from its data folder.
+    pub fn service_password(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("secrets/mqtt-service"))
+            .expect("service secret")
+            .trim()
+            .to_string()
+    }
+
+    /// The deployment signing key, from its data folder.
+    pub fn deployment_key(&self) -> SecretKey {
+        SecretKey::load(&self.data_dir.join("keys/deployment.key")).expect("deployment key")
+    }
+
+    /// The embedded broker's address.
+    pub fn mqtt_address(&self) -> SocketAddr {
+        self.ports.mqtt.parse().expect("mqtt address")
+    }
+
+    /// The value of a counter on `/metrics` (0 if absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&text(&format!("{}/metrics", self.url)), name)
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The sum of every series of `name` in a Prometheus text page.
+pub fn metric_value(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Addresses the control plane printed.
+#[derive(Clone, Default)]
+pub struct Ports {
+    /// HTTP `HOST:PORT`.
+    pub http: String,
+    /// MQTT `HOST:PORT`.
+    pub mqtt: String,
+    /// QUIC `HOST:PORT`.
+    pub quic: String,
+}
+
+/// A running node, killed on drop.
+pub struct Node {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    config: PathBuf,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    /// Starts `edgewise-runtime run` with this config, on the CPU and a free port.
+    pub fn start(config: &Path) -> Node {
+        let data_dir = config.with_extension("data");
+        let mut node = Node {
+            child: None,
+            url: String::new(),
+            config: config.to_owned(),
+            data_dir,
+        };
+        node.launch();
+        node
+    }
+
+    fn launch(&mut self) {
+        let mut command = Command::new(binary("edgewise-runtime"));
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", "127.0.0.1:0", "--device", "cpu"]);
+        let (child, line) = spawn_until(command, " at http://", "edgewise-runtime run");
+        self.url = line
+            .rsplit(" at ")
+            .next()
+            .expect("address")
+            .trim()
+            .to_string();
+        self.child = Some(child);
+    }
+
+    /// Kills the process at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again with the same config and data folder (a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// The model version it serves, if any.
+    pub fn serving_version(&self) -> Option<String> {
+        let (status, body) = http_json(
+            reqwest::Method::GET,
+            &format!("{}/v2/models/digits", self.url),
+            None,
+        );
+        (status == 200).then(|| body["versions"][0].as_str().unwrap_or_default().to_string())
+    }
+
+    /// One infer call; returns the model version that answered.
+    pub fn infer(&self) -> Result<String, String> {
+        infer(&reqwest::blocking::Client::new(), &self.url)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The infer body: one all-zero digit image.
+pub fn infer_body() -> Value {
+    json!({ "inputs": [{ "name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0f32; 64] }] })
+}
+
+/// One infer call with `client`; returns the answering version or the failure.
+pub fn infer(client: &reqwest::blocking::Client, url: &str) -> Result<String, String> {
+    let response = client
+        .post(format!("{url}/v2/models/digits/infer"))
+        .json(&infer_body())
+        .send()
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body["model_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// One HTTP call with an optional JSON body; returns the status and the JSON answer (Null if none).
+pub fn http_json(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().expect("HTTP call");
+    let status = response.status().as_u16();
+    let text = response.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `GET url` as text.
+pub fn text(url: &str) -> String {
+    reqwest::blocking::get(url)
+        .and_then(|r| r.text())
+        .expect("GET")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A device's reported state from the control plane.
+pub fn reported(plane: &ControlPlane, device: &str) -> Value {
+    plane.get(&format!("/api/v1/devices/{device}"))["reported"].clone()
+}

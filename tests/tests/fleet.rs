@@ -1,0 +1,238 @@
+//! The fleet loop end to end on the embedded broker: a control plane and three nodes
+//! in two groups as real processes.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use common::mqtt::Mqtt;
+use common::{ControlPlane, Node, bundles, flows, reported, wait_for};
+use edgewise_core::assignment::{Assignment, AssignmentMode};
+use edgewise_core::bundle::{Bundle, sha256_hex};
+use edgewise_core::keys::SecretKey;
+use edgewise_core::node_config::NodeConfig;
+
+/// The device's password, from its node config.
+fn password_of(config: &Path) -> String {
+    NodeConfig::from_toml(&std::fs::read_to_string(config).expect("config"))
+        .expect("node config parses")
+        .mqtt
+        .password
+}
+
+/// Publishes an assignment on `target`'s desired topic as the control plane would.
+struct Director<'a> {
+    plane: &'a ControlPlane,
+    mqtt: Mqtt,
+    key: SecretKey,
+}
+
+impl Director<'_> {
+    /// Stores `bytes` as an artifact under `name` (as a compromised repository could).
+    fn plant(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.plane.data_dir.join("artifacts").join(name), bytes)
+            .expect("plant artifact");
+    }
+
+    fn send(&mut self, target: &str, assignment: &Assignment) {
+        let envelope = assignment.sign(&self.key).to_bytes();
+        self.mqtt.publish(
+            &format!("edgewise/v1/devices/{target}/desired"),
+            &envelope,
+            true,
+        );
+    }
+
+    fn assignment(
+        &self,
+        device: &str,
+        seq: u64,
+        sha256: &str,
+        size: u64,
+        ttl_secs: i64,
+    ) -> Assignment {
+        let now = SystemTime::now();
+        let (issued_at, expires_at) = if ttl_secs >= 0 {
+            Assignment::lifetime(now, Duration::from_secs(ttl_secs as u64))
+        } else {
+            let past = now - Duration::from_secs(ttl_secs.unsigned_abs());
+            Assignment::lifetime(past - Duration::from_secs(60), Duration::from_secs(60))
+        };
+        Assignment {
+            device_id: device.into(),
+            seq,
+            model: "digits".into(),
+            version: 2,
+            bundle_sha256: sha256.into(),
+            size,
+            locations: vec![format!("quic://{}", self.plane.ports.quic)],
+            rollout_id: None,
+            stage: None,
+            mode: AssignmentMode::Active,
+            issued_at,
+            expires_at,
+        }
+    }
+}
+
+/// Waits until `device` reports a failure mentioning `needle` (about assignment `seq`,
+/// when the assignment itself was accepted); it must still serve v2.
+fn expect_refusal(plane: &ControlPlane, node: &Node, device: &str, seq: Option<u64>, needle: &str) {
+    let failure = wait_for(
+        &format!("{device} to report {needle:?}"),
+        Duration::from_secs(30),
+        || {
+            let state = reported(plane, device);
+            let failure = state["failure"].as_str().unwrap_or_default().to_string();
+            let about_seq = seq.is_none_or(|seq| state["seq"] == seq);
+            (state["phase"] == "failed" && about_seq && failure.contains(needle)).then_some(failure)
+        },
+    );
+    assert_eq!(
+        node.serving_version().as_deref(),
+        Some("2"),
+        "{device} kept serving v2 after: {failure}"
+    );
+    assert_eq!(node.infer().as_deref(), Ok("2"));
+}
+
+fn last_seq(plane: &ControlPlane, device: &str) -> u64 {
+    reported(plane, device)["seq"].as_u64().expect("seq")
+}
+
+#[test]
+fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plane = ControlPlane::start(&dir.path().join("control-plane"), &[]);
+    let configs: Vec<_> = [("node-1", "a"), ("node-2", "a"), ("node-3", "b")]
+        .iter()
+        .map(|(name, group)| plane.add_device(name, group, dir.path()))
+        .collect();
+    let nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
+    wait_for("every node online", Duration::from_secs(30), || {
+        let devices = plane.get("/api/v1/devices");
+        devices
+            .as_array()?
+            .iter()
+            .all(|d| d["online"] == true)
+            .then_some(())
+    });
+
+    flows::v1_then_v2_under_load(
+        &plane,
+        &[("node-1", &nodes[0]), ("node-2", &nodes[1])],
+        &[("node-3", &nodes[2])],
+    );
+
+    // Every kind of bad update reaches node-1; it refuses each, says why, and keeps v2.
+    let mqtt = Mqtt::connect(
+        plane.mqtt_address(),
+        "test-director",
+        "edgewise-control-plane",
+        &plane.service_password(),
+    )
+    .expect("director connects");
+    let mut director = Director {
+        plane: &plane,
+        mqtt,
+        key: plane.deployment_key(),
+    };
+    let genuine = std::fs::read(&bundles().v1).expect("v1");
+
+    let stranger = Bundle::open(&genuine)
+        .expect("bundle")
+        .resign(&SecretKey::generate())
+        .expect("resign");
+    let sha = sha256_hex(&stranger);
+    director.plant(&sha, &stranger);
+    let seq = last_seq(&plane, "node-1") + 1;
+    director.send(
+        "node-1",
+        &director.assignment("node-1", seq, &sha, stranger.len() as u64, 600),
+    );
+    expect_refusal(&plane, &nodes[0], "node-1", Some(seq), "not trusted");
+
+    let mut flipped = genuine.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    let sha = sha256_hex(&flipped);
+    director.plant(&sha, &flipped);
+    let seq = last_seq(&plane, "node-1") + 1;
+    director.send(
+        "node-1",
+        &director.assignment("node-1", seq, &sha, flipped.len() as u64, 600),
+    );
+    expect_refusal(&plane, &nodes[0], "node-1", Some(seq), "bundle refused");
+
+    let decoy = sha256_hex(b"not the bytes that will be served");
+    director.plant(&decoy, &flipped);
+    let seq = last_seq(&plane, "node-1") + 1;
+    director.send(
+        "node-1",
+        &director.assignment("node-1", seq, &decoy, flipped.len() as u64, 600),
+    );
+    expect_refusal(&plane, &nodes[0], "node-1", Some(seq), "hash mismatch");
+
+    let seq = last_seq(&plane, "node-1") + 1;
+    let theirs = director.assignment(
+        "node-2",
+        seq,
+        &sha256_hex(&genuine),
+        genuine.len() as u64,
+        600,
+    );
+    director.send("node-1", &theirs);
+    expect_refusal(
+        &plane,
+        &nodes[0],
+        "node-1",
+        None,
+        "is for device \"node-2\"",
+    );
+
+    let replayed = director.assignment(
+        "node-1",
+        1,
+        &sha256_hex(&genuine),
+        genuine.len() as u64,
+        600,
+    );
+    director.send("node-1", &replayed);
+    expect_refusal(&plane, &nodes[0], "node-1", None, "replayed");
+
+    let seq = last_seq(&plane, "node-1") + 1;
+    director.send(
+        "node-1",
+        &director.assignment(
+            "node-1",
+            seq,
+            &sha256_hex(&genuine),
+            genuine.len() as u64,
+            -3600,
+        ),
+    );
+    expect_refusal(&plane, &nodes[0], "node-1", None, "expired");
+
+    // A device's credentials reach only its own topics.
+    flows::acl_holds(
+        &plane,
+        plane.mqtt_address(),
+        "node-1",
+        &password_of(&configs[0]),
+        "node-2",
+        true,
+    );
+
+    // A legitimate new deployment still goes through after all that.
+    let deployment = plane.deploy("a", "1");
+    wait_for("node-1 back on v1", Duration::from_secs(60), || {
+        let status = plane.get(&format!("/api/v1/deployments/{deployment}"));
+        status["devices"]
+            .as_array()?
+            .iter()
+            .all(|d| d["state"] == "applied")
+            .then_some(())
+    });
+    assert_eq!(nodes[0].serving_version().as_deref(), Some("1"));
+}

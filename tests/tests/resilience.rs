@@ -1,0 +1,87 @@
+//! Faults with real processes: the control plane killed mid-download and restarted,
+//! and a node restarted while the control plane is down.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ControlPlane, Node, bundles, train, wait_for};
+use edgewise_core::spec::ModelSpec;
+
+/// Bytes held in the node's partial downloads.
+fn partial_bytes(node: &Node) -> u64 {
+    std::fs::read_dir(node.data_dir.join("downloads"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn resumes_a_broken_download_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A wide model makes a bundle of about 1.2 MB; the rate limit makes its transfer
+    // take several seconds, long enough to kill the control plane in the middle.
+    let spec = ModelSpec::from_json(
+        r#"{"input_shape":[64],"layers":[{"type":"linear","out_features":4096},{"type":"relu"},{"type":"linear","out_features":10}]}"#,
+    )
+    .expect("spec");
+    let big = dir.path().join("digits-v3.bundle");
+    std::fs::write(&big, train(&bundles().release, spec, 3, 1)).expect("write bundle");
+    let size = std::fs::metadata(&big).expect("bundle").len();
+
+    let mut plane = ControlPlane::start(
+        &dir.path().join("control-plane"),
+        &["--transfer-rate-limit", "150000"],
+    );
+    let config = plane.add_device("edge-1", "field", dir.path());
+    let mut node = Node::start(&config);
+    plane.cli(&["model", "push", big.to_str().expect("utf-8")]);
+    let deployment = plane.deploy("field", "3");
+
+    wait_for(
+        "a fifth of the bundle to arrive",
+        Duration::from_secs(30),
+        || (partial_bytes(&node) > size / 5).then_some(()),
+    );
+    plane.kill();
+    let held = partial_bytes(&node);
+    assert!(held < size, "the download finished before the kill");
+    std::thread::sleep(Duration::from_millis(500));
+    plane.restart();
+
+    wait_for("edge-1 to serve v3", Duration::from_secs(90), || {
+        (node.serving_version().as_deref() == Some("3")).then_some(())
+    });
+    let resent = plane.metric("edgewise_artifact_bytes_served_total");
+    assert!(resent > 0.0, "nothing was sent after the restart");
+    assert!(
+        resent < size as f64,
+        "the second attempt sent {resent} bytes; resuming from {held} should send fewer than the full {size}"
+    );
+
+    // The registry, the devices and the assignments survived the restart.
+    let models = plane.get("/api/v1/models");
+    assert_eq!(models[0]["name"], "digits");
+    assert_eq!(models[0]["versions"], serde_json::json!([3]));
+    let device = plane.get("/api/v1/devices/edge-1");
+    assert_eq!(device["group"], "field");
+    assert_eq!(device["desired"], "digits:3");
+    let status = plane.get(&format!("/api/v1/deployments/{deployment}"));
+    assert_eq!(status["devices"][0]["state"], "applied", "{status}");
+
+    // With the control plane down, a restarted node serves its last model at once.
+    plane.kill();
+    let started = Instant::now();
+    node.restart();
+    assert_eq!(node.infer().as_deref(), Ok("3"));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the node took {elapsed:?} to serve its stored model"
+    );
+}
