@@ -45,6 +45,27 @@ struct PredictResponse {
     predictions: Vec<Prediction>,
 }
 
+/// Checks that one example is a list of `width` values, naming `field` if not.
+fn check_example(
+    field: &str,
+    example: &Value,
+    width: usize,
+    features: &[String],
+) -> Result<(), ApiError> {
+    let found = example.as_array().map(Vec::len);
+    if found == Some(width) {
+        return Ok(());
+    }
+    let names = match features {
+        [first, .., last] => format!("{first} … {last}"),
+        _ => features.join(", "),
+    };
+    let found = found.map_or_else(|| "is not a list".to_owned(), |n| format!("has {n} values"));
+    Err(ApiError::bad_request(format!(
+        "`{field}` {found}; each example needs {width} numbers ({names})"
+    )))
+}
+
 /// Handles `POST /predict`.
 pub async fn predict(
     State(state): State<AppState>,
@@ -77,37 +98,49 @@ async fn run_predict(
             err.inner()
         ))
     })?;
+    let model = &serving.info;
+    let width = model.features.len();
     let rows = match (request.features, request.instances) {
-        (Some(features), None) => Value::Array(vec![features]),
-        (None, Some(instances)) => instances,
+        (Some(features), None) => {
+            check_example("features", &features, width, &model.features)?;
+            vec![features]
+        }
+        (None, Some(Value::Array(instances))) if !instances.is_empty() => {
+            for (index, example) in instances.iter().enumerate() {
+                check_example(
+                    &format!("instances[{index}]"),
+                    example,
+                    width,
+                    &model.features,
+                )?;
+            }
+            instances
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`instances` must be a non-empty list of examples, each a list of numbers",
+            ));
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "request body must hold exactly one of `features` (one example) or `instances` (a list of examples)",
             ));
         }
     };
-    let count = rows.as_array().map_or(0, Vec::len);
-    let model = &serving.info;
-    let width = model.features.len();
     let infer = InferRequest {
         id: None,
         parameters: None,
         inputs: vec![RequestInput {
             name: oip::INPUT_TENSOR.to_string(),
-            shape: vec![count as i64, width as i64],
+            shape: vec![rows.len() as i64, width as i64],
             datatype: "FP32".to_string(),
             parameters: None,
-            data: rows,
+            data: Value::Array(rows),
         }],
         outputs: None,
     };
     let batch = oip::decode_inputs(&infer, &model.features, serving.batcher.max_batch_size())
-        .map_err(|err| {
-            ApiError::bad_request(format!(
-                "{err} (each example must be a list of {width} finite numbers: {})",
-                model.features.join(", ")
-            ))
-        })?;
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let probabilities = run_batch(serving, batch).await?;
     let classes = model.labels.len().max(1);
     let predictions = best_classes(&probabilities, classes)

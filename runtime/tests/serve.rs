@@ -308,3 +308,66 @@ async fn futures_join(client: &reqwest::Client, url: &str, count: usize) -> Vec<
     }
     statuses
 }
+
+#[tokio::test]
+async fn predict_answers_plain_json_for_curl_users() {
+    let server = Runtime::start(&fixture().bundle, &fixture().trusted, &[]);
+    let client = reqwest::Client::new();
+    let url = format!("{}/predict", server.url);
+
+    let one = json!({ "features": pixels(0) }).to_string();
+    let (status, answer) = post(&client, &url, one).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["model"], "digits");
+    assert_eq!(answer["version"], "3");
+    let predictions = answer["predictions"].as_array().expect("predictions");
+    assert_eq!(predictions.len(), 1);
+    let probabilities: Vec<f64> = predictions[0]["probabilities"]
+        .as_array()
+        .expect("probabilities")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert_eq!(probabilities.len(), 10);
+    assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+    let best = probabilities
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(index, _)| index.to_string());
+    assert_eq!(predictions[0]["label"].as_str(), best.as_deref());
+
+    // The same example (`infer_body(1)` holds `pixels(0)`) through OIP gives the same label.
+    let (_, oip) = post(
+        &client,
+        &format!("{}/v2/models/digits/infer", server.url),
+        infer_body(1).to_string(),
+    )
+    .await;
+    assert_eq!(oip["outputs"][1]["data"][0], predictions[0]["label"]);
+
+    let many = json!({ "instances": [pixels(1), pixels(2), pixels(3)] }).to_string();
+    let (status, answer) = post(&client, &url, many).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["predictions"].as_array().map(Vec::len), Some(3));
+
+    for (body, needle) in [
+        (json!({ "features": [1.0, 2.0] }).to_string(), "64"),
+        (
+            json!({ "features": pixels(1), "instances": [pixels(1)] }).to_string(),
+            "exactly one",
+        ),
+        (json!({}).to_string(), "exactly one"),
+        (json!({ "rows": [] }).to_string(), "rows"),
+        (json!({ "instances": "x" }).to_string(), "instances"),
+        ("{not json".to_string(), "features"),
+    ] {
+        let (status, answer) = post(&client, &url, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "{body}: {message:?} should mention {needle:?}"
+        );
+    }
+}

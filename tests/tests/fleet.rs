@@ -109,7 +109,7 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
         .iter()
         .map(|(name, group)| plane.add_device(name, group, dir.path()))
         .collect();
-    let nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
+    let mut nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
     wait_for("every node online", Duration::from_secs(30), || {
         let devices = plane.get("/api/v1/devices");
         devices
@@ -235,4 +235,36 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
             .then_some(())
     });
     assert_eq!(nodes[0].serving_version().as_deref(), Some("1"));
+
+    // A node that vanishes goes offline through its last will; malformed messages
+    // from a device are counted and dropped, and change nothing.
+    nodes[2].kill();
+    wait_for(
+        "node-3 offline by its last will",
+        Duration::from_secs(20),
+        || (plane.get("/api/v1/devices/node-3")["online"] == false).then_some(()),
+    );
+    let before = plane.metric("edgewise_mqtt_malformed_messages_total");
+    let report_before = reported(&plane, "node-3");
+    let mut impostor = Mqtt::connect(
+        plane.mqtt_address(),
+        "node-3",
+        "node-3",
+        &password_of(&configs[2]),
+    )
+    .expect("node-3 credentials");
+    impostor.publish("edgewise/v1/devices/node-3/reported", b"{not json", false);
+    impostor.publish("edgewise/v1/devices/node-3/status", b"maybe", false);
+    impostor.publish(
+        "edgewise/v1/devices/node-3/reported",
+        br#"{"device_id":"node-1"}"#,
+        false,
+    );
+    wait_for(
+        "three malformed messages counted",
+        Duration::from_secs(10),
+        || (plane.metric("edgewise_mqtt_malformed_messages_total") >= before + 3.0).then_some(()),
+    );
+    assert_eq!(plane.get("/api/v1/devices/node-3")["online"], false);
+    assert_eq!(reported(&plane, "node-3"), report_before);
 }

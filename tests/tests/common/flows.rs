@@ -129,28 +129,47 @@ pub fn acl_holds(
     embedded: bool,
 ) {
     use super::mqtt::Mqtt;
-    let mut watcher = Mqtt::connect(address, "acl-watcher", "edgewise-control-plane", &plane.service_password())
-        .expect("the control plane's credentials connect");
+    let mut watcher = Mqtt::connect(
+        address,
+        "acl-watcher",
+        "edgewise-control-plane",
+        &plane.service_password(),
+    )
+    .expect("the control plane's credentials connect");
     assert!(watcher.subscribe(&format!("edgewise/v1/devices/{victim}/reported")));
     watcher.collect(Duration::from_millis(500)); // the retained report
 
     let mut device = Mqtt::connect(address, "acl-intruder", intruder, intruder_password)
         .or_else(|_| Mqtt::connect(address, intruder, intruder, intruder_password))
         .expect("device connects as itself");
-    for filter in [format!("edgewise/v1/devices/{victim}/desired"), "edgewise/v1/devices/+/desired".to_string()] {
+    for filter in [
+        format!("edgewise/v1/devices/{victim}/desired"),
+        "edgewise/v1/devices/+/desired".to_string(),
+    ] {
         let granted = device.subscribe(&filter);
-        assert!(!(embedded && granted), "the embedded broker granted {intruder} {filter}");
+        assert!(
+            !(embedded && granted),
+            "the embedded broker granted {intruder} {filter}"
+        );
     }
     let leaked = device.collect(Duration::from_secs(1));
     assert!(
-        leaked.iter().all(|(topic, _)| topic.contains(&format!("/{intruder}/"))),
+        leaked
+            .iter()
+            .all(|(topic, _)| topic.contains(&format!("/{intruder}/"))),
         "{intruder} received another device's messages: {:?}",
         leaked.iter().map(|(topic, _)| topic).collect::<Vec<_>>()
     );
-    device.publish(&format!("edgewise/v1/devices/{victim}/reported"), b"{\"forged\":true}", false);
+    device.publish(
+        &format!("edgewise/v1/devices/{victim}/reported"),
+        b"{\"forged\":true}",
+        false,
+    );
     let delivered = watcher.collect(Duration::from_secs(1));
     assert!(
-        delivered.iter().all(|(_, payload)| !payload.starts_with(b"{\"forged\"")),
+        delivered
+            .iter()
+            .all(|(_, payload)| !payload.starts_with(b"{\"forged\"")),
         "a forged report reached {victim}'s topic"
     );
 
