@@ -149,7 +149,8 @@ impl Predictor {
         {
             for (class, (want, have)) in expected.iter().zip(got).enumerate() {
                 let diff = (want - have).abs();
-                if !(diff <= test.tolerance) {
+                // NaN fails too: it is not within any tolerance.
+                if diff.is_nan() || diff > test.tolerance {
                     return Err(ModelError::SelfTestFailed {
                         example,
                         class,

@@ -78,7 +78,7 @@ pub fn fill_inputs(request: &mut InferRequest, mut bytes: &[u8]) -> Result<(), S
 /// Little-endian elements of a numeric datatype as JSON numbers.
 fn decode(datatype: &str, raw: &[u8]) -> Option<Vec<Value>> {
     fn each<const N: usize>(raw: &[u8], read: impl Fn([u8; N]) -> Value) -> Option<Vec<Value>> {
-        if raw.len() % N != 0 {
+        if !raw.len().is_multiple_of(N) {
             return None;
         }
         Some(

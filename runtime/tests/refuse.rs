@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{fixture, serve_expecting_exit};
 use edgewise_core::bundle::{Bundle, pack};
@@ -18,7 +18,7 @@ fn original() -> Vec<u8> {
     std::fs::read(&fixture().bundle).expect("read bundle")
 }
 
-fn refusal(bundle: &PathBuf) -> String {
+fn refusal(bundle: &Path) -> String {
     let output = serve_expecting_exit(bundle, &fixture().trusted);
     assert!(!output.status.success(), "the runtime must exit non-zero");
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -3,23 +3,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::mqtt::Mqtt;
-use common::{ControlPlane, Node, bundles, flows, reported, wait_for};
+use common::{ControlPlane, Node, bundles, flows, password_of, reported, start_nodes, wait_for};
 use edgewise_core::assignment::{Assignment, AssignmentMode};
 use edgewise_core::bundle::{Bundle, sha256_hex};
 use edgewise_core::keys::SecretKey;
-use edgewise_core::node_config::NodeConfig;
-
-/// The device's password, from its node config.
-fn password_of(config: &Path) -> String {
-    NodeConfig::from_toml(&std::fs::read_to_string(config).expect("config"))
-        .expect("node config parses")
-        .mqtt
-        .password
-}
 
 /// Publishes an assignment on `target`'s desired topic as the control plane would.
 struct Director<'a> {
@@ -109,15 +99,7 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
         .iter()
         .map(|(name, group)| plane.add_device(name, group, dir.path()))
         .collect();
-    let mut nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
-    wait_for("every node online", Duration::from_secs(30), || {
-        let devices = plane.get("/api/v1/devices");
-        devices
-            .as_array()?
-            .iter()
-            .all(|d| d["online"] == true)
-            .then_some(())
-    });
+    let mut nodes = start_nodes(&plane, &configs);
 
     flows::v1_then_v2_under_load(
         &plane,

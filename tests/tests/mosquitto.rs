@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{ControlPlane, Node, flows, wait_for};
-use edgewise_core::node_config::NodeConfig;
+use common::{ControlPlane, flows, password_of, start_nodes, wait_for};
 
 /// Mosquitto's binary, if installed.
 fn mosquitto() -> Option<PathBuf> {
@@ -99,29 +98,14 @@ fn the_fleet_flow_passes_on_mosquitto() {
     ]);
     let _broker = start_mosquitto(&binary, &broker_files, port);
 
-    let nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
-    wait_for(
-        "every node online through mosquitto",
-        Duration::from_secs(30),
-        || {
-            let devices = plane.get("/api/v1/devices");
-            devices
-                .as_array()?
-                .iter()
-                .all(|d| d["online"] == true)
-                .then_some(())
-        },
-    );
+    let nodes = start_nodes(&plane, &configs);
     flows::v1_then_v2_under_load(
         &plane,
         &[("m-1", &nodes[0]), ("m-2", &nodes[1])],
         &[("m-3", &nodes[2])],
     );
 
-    let password = NodeConfig::from_toml(&std::fs::read_to_string(&configs[0]).expect("config"))
-        .expect("node config")
-        .mqtt
-        .password;
+    let password = password_of(&configs[0]);
     let address = format!("127.0.0.1:{port}").parse().expect("address");
     flows::acl_holds(&plane, address, "m-1", &password, "m-2", false);
 }

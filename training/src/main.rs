@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a classifier on a CSV file and write a signed bundle.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Create a release signing key pair: PREFIX.key and PREFIX.pub.
     Keygen {
         /// Path prefix of the two key files.
@@ -143,7 +143,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Keygen { out } => {
             let key = SecretKey::generate();
             let (secret, public) = key.save(&out)?;

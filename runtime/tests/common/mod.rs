@@ -106,6 +106,11 @@ impl Runtime {
             .spawn()
             .expect("start edgewise-runtime");
         let stdout = child.stdout.take().expect("stdout");
+        // Owned from here on, so a panic below still kills the process.
+        let mut runtime = Runtime {
+            child,
+            url: String::new(),
+        };
         let (lines, line) = mpsc::channel();
         std::thread::spawn(move || {
             for text in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -119,10 +124,8 @@ impl Runtime {
                 .recv_timeout(remaining)
                 .expect("the runtime prints its address");
             if let Some((_, address)) = text.split_once(" at ") {
-                return Runtime {
-                    child,
-                    url: address.trim().to_string(),
-                };
+                runtime.url = address.trim().to_string();
+                return runtime;
             }
         }
     }
@@ -155,5 +158,6 @@ pub fn serve_expecting_exit(bundle: &Path, trust: &Path) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the runtime kept running on a bundle it should refuse");
 }

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use edgewise_core::keys::SecretKey;
+use edgewise_core::node_config::NodeConfig;
 use edgewise_core::spec::ModelSpec;
 use edgewise_training::data::{DataOptions, LabelColumn};
 use edgewise_training::pipeline::{TrainRequest, run};
@@ -215,10 +216,7 @@ impl ControlPlane {
 
     /// Kills the process at once (no graceful shutdown).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut self.child);
     }
 
     /// Starts it again on the same ports and data folder.
@@ -322,6 +320,36 @@ pub fn metric_value(page: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Kills a child process, if running, and reaps it.
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Starts a node per config and waits until the control plane sees them all online.
+pub fn start_nodes(plane: &ControlPlane, configs: &[PathBuf]) -> Vec<Node> {
+    let nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
+    wait_for("every node online", Duration::from_secs(30), || {
+        let devices = plane.get("/api/v1/devices");
+        devices
+            .as_array()?
+            .iter()
+            .all(|d| d["online"] == true)
+            .then_some(())
+    });
+    nodes
+}
+
+/// The device's MQTT password, from its node config.
+pub fn password_of(config: &Path) -> String {
+    NodeConfig::from_toml(&std::fs::read_to_string(config).expect("config"))
+        .expect("node config parses")
+        .mqtt
+        .password
+}
+
 /// Addresses the control plane printed.
 #[derive(Clone, Default)]
 pub struct Ports {
@@ -378,10 +406,7 @@ impl Node {
 
     /// Kills the process at once.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop(&mut self.child);
     }
 
     /// Starts it again with the same config and data folder (a new port).
