@@ -106,9 +106,27 @@ impl Deployer {
         }
     }
 
+    /// Publishes the current assignment of each device.
+    pub(crate) async fn publish(&self, devices: &[DeviceRecord]) {
+        for device in devices {
+            self.publisher.publish_desired(device).await;
+        }
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The registry.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Deploys a version to every device of a group at once.
     pub async fn deploy(&self, request: &NewDeployment) -> Result<DeploymentStatus> {
         let version = self.registry.resolve(&request.model, &request.version)?;
+        crate::rollout::refuse_if_rolling(&self.store, &request.group, &request.model)?;
         let (deployment, published) = {
             let _guard = self.store.lock();
             let devices: Vec<DeviceRecord> = self
@@ -201,6 +219,18 @@ impl Deployer {
         version: &VersionRecord,
         deployment_id: &str,
     ) -> Result<()> {
+        self.assign_tagged(device, version, deployment_id, None)
+    }
+
+    /// Signs a new assignment for `device`, naming the rollout stage it belongs to, and
+    /// stores it; `origin` is the deployment or rollout id. The caller holds the lock.
+    pub(crate) fn assign_tagged(
+        &self,
+        device: &mut DeviceRecord,
+        version: &VersionRecord,
+        origin: &str,
+        stage: Option<u32>,
+    ) -> Result<()> {
         let (issued_at, expires_at) = Assignment::lifetime(SystemTime::now(), self.ttl);
         // A node refuses any seq at or below the last it saw, whoever sent that one.
         let seen = device.reported.as_ref().map_or(0, |r| r.seq);
@@ -219,15 +249,15 @@ impl Deployer {
                     self.endpoints.http, version.bundle_sha256
                 ),
             ],
-            rollout_id: None,
-            stage: None,
+            rollout_id: stage.map(|_| origin.to_owned()),
+            stage,
             mode: AssignmentMode::Active,
             issued_at,
             expires_at,
         };
         device.desired = Some(assignment.sign(&self.key));
         device.assignment = Some(assignment);
-        device.deployment_id = Some(deployment_id.to_owned());
+        device.deployment_id = Some(origin.to_owned());
         self.store.devices.put(&device.id, device)?;
         Ok(())
     }

@@ -6,11 +6,13 @@
 use std::time::{Duration, SystemTime};
 
 use edgewise_core::reported::ReportedState;
+use edgewise_core::telemetry::TelemetryWindow;
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::datadir::SERVICE_USER;
 use crate::store::{DeviceRecord, Store};
+use crate::telemetry_store::TelemetryStore;
 
 /// Largest MQTT packet in either direction.
 const MAX_PACKET_BYTES: usize = 256 * 1024;
@@ -40,7 +42,13 @@ impl Publisher {
 
 /// Connects to the broker at `host:port` as the control plane and runs the link in the
 /// background; returns the publisher.
-pub fn start(host: &str, port: u16, password: &str, store: Store) -> Publisher {
+pub fn start(
+    host: &str,
+    port: u16,
+    password: &str,
+    store: Store,
+    telemetry: TelemetryStore,
+) -> Publisher {
     let mut options = MqttOptions::new(SERVICE_USER, host, port);
     options
         .set_credentials(SERVICE_USER, password)
@@ -51,11 +59,16 @@ pub fn start(host: &str, port: u16, password: &str, store: Store) -> Publisher {
     let publisher = Publisher {
         client: client.clone(),
     };
-    tokio::spawn(run(client, eventloop, store));
+    tokio::spawn(run(client, eventloop, store, telemetry));
     publisher
 }
 
-async fn run(client: AsyncClient, mut eventloop: rumqttc::EventLoop, store: Store) {
+async fn run(
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    store: Store,
+    telemetry: TelemetryStore,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match eventloop.poll().await {
@@ -67,7 +80,16 @@ async fn run(client: AsyncClient, mut eventloop: rumqttc::EventLoop, store: Stor
                 tokio::spawn(async move { resubscribe_and_republish(&client, &store).await });
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                handle_message(&store, &publish.topic, &publish.payload);
+                if publish.topic.ends_with("/telemetry") {
+                    let telemetry = telemetry.clone();
+                    let store = store.clone();
+                    // Drift sums and sled writes stay off the connection's task.
+                    tokio::task::spawn_blocking(move || {
+                        handle_window(&store, &telemetry, &publish.topic, &publish.payload)
+                    });
+                } else {
+                    handle_message(&store, &publish.topic, &publish.payload);
+                }
             }
             Ok(_) => {}
             Err(err) => {
@@ -82,7 +104,11 @@ async fn run(client: AsyncClient, mut eventloop: rumqttc::EventLoop, store: Stor
 /// After every (re)connect: subscribe again, and publish every device's assignment
 /// again so a broker that lost its retained messages has them back.
 async fn resubscribe_and_republish(client: &AsyncClient, store: &Store) {
-    for topic in [DeviceTopic::Status, DeviceTopic::Reported] {
+    for topic in [
+        DeviceTopic::Status,
+        DeviceTopic::Reported,
+        DeviceTopic::Telemetry,
+    ] {
         if let Err(err) = client
             .subscribe(topic.for_all_devices(), QoS::AtLeastOnce)
             .await
@@ -135,6 +161,31 @@ pub fn handle_message(store: &Store, topic: &str, payload: &[u8]) {
     device.last_seen = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     if let Err(err) = store.devices.put(device_id, &device) {
         tracing::error!(error = %err, "cannot store the device's state");
+    }
+}
+
+/// Stores one telemetry window; drops (and counts) anything malformed.
+pub fn handle_window(store: &Store, telemetry: &TelemetryStore, topic: &str, payload: &[u8]) {
+    let Some((device_id, DeviceTopic::Telemetry)) = DeviceTopic::parse(topic) else {
+        return malformed(topic, "not a telemetry topic");
+    };
+    let window = match TelemetryWindow::from_bytes(payload) {
+        Ok(window) if window.device_id == device_id => window,
+        Ok(window) => {
+            return malformed(
+                topic,
+                &format!("window names device {:?}", window.device_id),
+            );
+        }
+        Err(reason) => return malformed(topic, &reason),
+    };
+    let group = match store.devices.get(device_id) {
+        Ok(Some(device)) => device.group,
+        Ok(None) => return malformed(topic, "unknown device"),
+        Err(err) => return tracing::error!(error = %err, "cannot read the device"),
+    };
+    if let Err(err) = telemetry.ingest(&group, window) {
+        tracing::error!(error = %err, "cannot store a telemetry window");
     }
 }
 

@@ -13,7 +13,9 @@ use crate::datadir::DataDir;
 use crate::deploy::Deployer;
 use crate::fleet::{Endpoints, Fleet};
 use crate::registry::Registry;
+use crate::rollout::{self, Rollouts};
 use crate::store::Store;
+use crate::telemetry_store::TelemetryStore;
 use crate::transfer::{self, ArtifactSource};
 use crate::{broker, credentials, mqtt_link};
 
@@ -52,6 +54,8 @@ pub struct ServeOptions {
     pub transfer_rate_limit: u64,
     /// Largest bundle upload.
     pub max_bundle_bytes: usize,
+    /// How long telemetry windows are kept.
+    pub telemetry_retention: Duration,
 }
 
 /// Parses `--mqtt`: `embedded` or `mqtt://HOST:PORT`.
@@ -141,12 +145,30 @@ pub async fn serve(
         deployment_keys: vec![data.deployment_key.public_key().to_document()],
         ca_certificate: data.ca.certificate_pem.clone(),
     };
+    let telemetry = TelemetryStore::new(store.clone())?;
     let publisher = mqtt_link::start(
         &broker_host,
         broker_port,
         &data.service_password,
         store.clone(),
+        telemetry.clone(),
     );
+    let expiring = telemetry.clone();
+    let retention = options.telemetry_retention;
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            let expiring = expiring.clone();
+            match tokio::task::spawn_blocking(move || expiring.expire(retention)).await {
+                Ok(Ok(removed)) if removed > 0 => {
+                    tracing::info!(removed, "expired telemetry windows")
+                }
+                Ok(Err(err)) => tracing::error!(error = %err, "cannot expire telemetry"),
+                _ => {}
+            }
+        }
+    });
     let registry = Registry::new(store.clone(), data.artifacts(), data.release_trust.clone());
     let fleet = Fleet::new(store.clone(), endpoints.clone(), trust);
     let deployer = Deployer::new(
@@ -157,6 +179,8 @@ pub async fn serve(
         options.assignment_ttl,
         publisher,
     );
+    let rollouts = Rollouts::new(deployer.clone());
+    tokio::spawn(rollout::run_driver(deployer.clone(), telemetry.clone()));
     let state = AppState {
         registry,
         fleet,
@@ -164,6 +188,8 @@ pub async fn serve(
         artifacts,
         metrics,
         service_hash: credentials::hash_password(&data.service_password),
+        telemetry,
+        rollouts,
     };
     println!(
         "edgewise control plane ready: api {} mqtt {} quic {} data {}",

@@ -139,6 +139,14 @@ impl Store {
         })
     }
 
+    /// Opens another typed tree.
+    pub fn table<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Table<T>, StoreError> {
+        Table::open(&self.db, name)
+    }
+
     /// Holds off other read-modify-write sequences while the guard lives.
     pub fn lock(&self) -> MutexGuard<'_, ()> {
         self.write_lock

@@ -9,6 +9,7 @@
 
 pub mod assignment;
 pub mod bundle;
+pub mod capture;
 pub mod drift;
 pub mod keys;
 pub mod manifest;
@@ -16,5 +17,7 @@ pub mod node_config;
 pub mod profile;
 pub mod reported;
 pub mod spec;
+pub mod stats;
+pub mod telemetry;
 pub mod topics;
 pub mod transfer;

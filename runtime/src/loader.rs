@@ -2,6 +2,7 @@
 //! the chosen device, and run its self-test. Any failure refuses the bundle.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use edgewise_core::bundle::{Bundle, BundleError};
 use edgewise_core::keys::TrustStore;
@@ -68,6 +69,9 @@ pub fn start_serving(
     );
     let batcher = Batcher::start(loaded.predictor, batching)?;
     Ok(ServingModel {
+        version: manifest.version,
+        profile: Arc::new(manifest.profile),
+        labels: Arc::new(manifest.output.labels.clone()),
         info: ModelInfo {
             name: manifest.name,
             version,

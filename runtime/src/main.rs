@@ -10,10 +10,13 @@ use edgewise_core::keys::TrustStore;
 use edgewise_core::node_config::NodeConfig;
 use edgewise_model::DeviceChoice;
 use edgewise_runtime::agent::link::{Link, say_goodbye};
+use edgewise_runtime::agent::telemetry::run as telemetry_loop;
 use edgewise_runtime::agent::{Agent, AgentOptions};
 use edgewise_runtime::batcher::BatchingConfig;
 use edgewise_runtime::loader::{load_bundle, start_serving};
+use edgewise_runtime::observe::{CaptureConfig, DEFAULT_MAX_IDS, Recorder};
 use edgewise_runtime::server::{AppState, ServingSlot, router};
+use edgewise_runtime::simulate::{Replay, SimulationOptions, run as simulation};
 use edgewise_runtime::telemetry;
 use tokio::sync::watch;
 
@@ -47,9 +50,116 @@ enum Command {
         /// The node's data folder (default: `<device id>-data` beside the config).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// How often a telemetry window closes.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// Share of predictions captured for retraining, in [0, 1].
+        #[arg(long, default_value_t = 0.05)]
+        capture_rate: f64,
         #[command(flatten)]
         serving: ServingArgs,
     },
+    /// Run N virtual nodes in one process, fed by replaying a CSV file: each with its
+    /// own device registration, MQTT session, QUIC downloads, inference and telemetry.
+    Simulate(SimulateArgs),
+}
+
+/// `simulate` options.
+#[derive(Args)]
+struct SimulateArgs {
+    /// The control plane's URL (devices are registered through its API).
+    #[arg(long, env = "EDGEWISE_SERVER", default_value = "http://127.0.0.1:8700")]
+    server: String,
+    /// The group the nodes join.
+    #[arg(long)]
+    group: String,
+    /// How many nodes.
+    #[arg(long, default_value_t = 10)]
+    count: usize,
+    /// Device id prefix (ids are PREFIX-000, PREFIX-001, …).
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// How many of the nodes (the first) are labelled canary=true.
+    #[arg(long, default_value_t = 0)]
+    canaries: usize,
+    /// Folder for node configs and node data (kept between runs).
+    #[arg(long, default_value = "edgewise-simulation")]
+    data_dir: PathBuf,
+    /// The CSV file to replay (gzip if it ends in .gz).
+    #[arg(long)]
+    data: PathBuf,
+    /// The label column: a header name, or `last`.
+    #[arg(long, default_value = "last")]
+    label: String,
+    /// Rows to replay, START..END (counted after the header).
+    #[arg(long, default_value = "0..18446744073709551615", value_parser = parse_range)]
+    rows: std::ops::Range<usize>,
+    /// Requests per second per node.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Pick rows at random instead of in order.
+    #[arg(long)]
+    shuffle: bool,
+    /// Standard deviation of Gaussian noise added to every feature.
+    #[arg(long, default_value_t = 0.0)]
+    noise: f32,
+    /// Add a value to a feature, FEATURE=DELTA; repeat for several.
+    #[arg(long = "shift", value_parser = parse_shift)]
+    shifts: Vec<(String, f32)>,
+    /// Send each row's true label back as feedback.
+    #[arg(long)]
+    feedback: bool,
+    /// Fault injection: VERSION:DELAY adds DELAY (e.g. 20ms) to every request that
+    /// version serves.
+    #[arg(long, value_parser = parse_slow)]
+    slow_version: Option<(u64, Duration)>,
+    /// How often each node closes a telemetry window.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Where the models run.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+fn parse_range(text: &str) -> Result<std::ops::Range<usize>, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} must be START..END"))?;
+    let start = start
+        .parse()
+        .map_err(|_| format!("{start:?} is not a row number"))?;
+    let end = if end.is_empty() {
+        usize::MAX
+    } else {
+        end.parse()
+            .map_err(|_| format!("{end:?} is not a row number"))?
+    };
+    Ok(start..end)
+}
+
+fn parse_shift(text: &str) -> Result<(String, f32), String> {
+    let (name, delta) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text:?} must be FEATURE=DELTA"))?;
+    Ok((
+        name.to_owned(),
+        delta
+            .parse()
+            .map_err(|_| format!("{delta:?} is not a number"))?,
+    ))
+}
+
+fn parse_slow(text: &str) -> Result<(u64, Duration), String> {
+    let (version, delay) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} must be VERSION:DELAY"))?;
+    let version = version
+        .parse()
+        .map_err(|_| format!("{version:?} is not a version number"))?;
+    Ok((
+        version,
+        humantime::parse_duration(delay).map_err(|e| format!("{delay:?}: {e}"))?,
+    ))
 }
 
 /// How the model is served, in both modes.
@@ -101,11 +211,20 @@ fn main() -> Result<()> {
             trust,
             serving,
         } => runtime.block_on(serve(bundle, trust, serving)),
+        Command::Simulate(args) => runtime.block_on(simulate(args)),
         Command::Run {
             config,
             data_dir,
+            window,
+            capture_rate,
             serving,
-        } => runtime.block_on(run(config, data_dir, serving)),
+        } => {
+            let capture = CaptureConfig {
+                sample_rate: capture_rate.clamp(0.0, 1.0),
+                ..CaptureConfig::default()
+            };
+            runtime.block_on(run(config, data_dir, window, capture, serving))
+        }
     }
 }
 
@@ -135,17 +254,59 @@ async fn serve(bundle: PathBuf, trust: Vec<PathBuf>, serving: ServingArgs) -> Re
     slot.install(model);
     let listener = bind(serving.listen).await?;
     println!("{banner} at http://{}", listener.local_addr()?);
+    let recorder = Recorder::new(DEFAULT_MAX_IDS, CaptureConfig::default());
     http(
         listener,
-        AppState::new(slot, metrics),
+        AppState::new(slot, metrics, recorder),
         serving.max_body_bytes,
         shutdown_signal(),
     )
     .await
 }
 
+/// Simulation mode: many virtual nodes in this process.
+async fn simulate(args: SimulateArgs) -> Result<()> {
+    telemetry::prometheus().map_err(|err| anyhow!("metrics: {err}"))?;
+    let replay = Replay::load(&args.data, &args.label, args.rows.clone())?;
+    tracing::info!(rows = replay.len(), "replay data loaded");
+    let options = SimulationOptions {
+        server: args.server,
+        group: args.group,
+        prefix: args.prefix,
+        count: args.count,
+        canaries: args.canaries,
+        data_dir: args.data_dir.clone(),
+        rate: args.rate,
+        shuffle: args.shuffle,
+        noise: args.noise,
+        shift: args.shifts.into_iter().collect(),
+        feedback: args.feedback,
+        slow_version: args.slow_version,
+        window: args.window,
+        agent: AgentOptions {
+            data_dir: args.data_dir,
+            device: args.device,
+            batching: BatchingConfig {
+                max_batch_size: 64,
+                max_queue_delay: Duration::ZERO,
+                max_queue_len: 1024,
+            },
+        },
+    };
+    tokio::select! {
+        result = simulation(options, std::sync::Arc::new(replay)) => Ok(result?),
+        () = shutdown_signal() => Ok(()),
+    }
+}
+
 /// Agent mode: serve the stored model at once, then follow the control plane.
-async fn run(config_path: PathBuf, data_dir: Option<PathBuf>, serving: ServingArgs) -> Result<()> {
+async fn run(
+    config_path: PathBuf,
+    data_dir: Option<PathBuf>,
+    window: Duration,
+    capture: CaptureConfig,
+    serving: ServingArgs,
+) -> Result<()> {
     let metrics = telemetry::prometheus().map_err(|err| anyhow!("metrics: {err}"))?;
     let text = std::fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read node config {}", config_path.display()))?;
@@ -187,18 +348,27 @@ async fn run(config_path: PathBuf, data_dir: Option<PathBuf>, serving: ServingAr
         &config.mqtt.password,
     )
     .map_err(|e| anyhow!("node config: {e}"))?;
-    let client = link.client();
+    let publisher = link.publisher();
+    let recorder = Recorder::new(DEFAULT_MAX_IDS, capture);
+    let store = agent.store();
     let (desired_tx, desired_rx) = watch::channel(None);
-    tokio::spawn(link.run(desired_tx, reports));
+    tokio::spawn(link.run(store.clone(), desired_tx, reports));
+    tokio::spawn(telemetry_loop(
+        config.device_id.clone(),
+        store,
+        recorder.clone(),
+        publisher.clone(),
+        window,
+    ));
     tokio::spawn(agent.run(desired_rx));
     http(
         listener,
-        AppState::new(slot, metrics),
+        AppState::new(slot, metrics, recorder),
         serving.max_body_bytes,
         shutdown_signal(),
     )
     .await?;
-    say_goodbye(&client, &config.device_id).await;
+    say_goodbye(&publisher).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }

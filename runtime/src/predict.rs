@@ -25,6 +25,8 @@ use crate::server::{
 #[serde(deny_unknown_fields)]
 struct PredictRequest {
     #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
     features: Option<Value>,
     #[serde(default)]
     instances: Option<Value>,
@@ -74,15 +76,17 @@ pub async fn predict(
     let started = Instant::now();
     let serving = serving_model(&state);
     let result = match &serving {
-        Ok(serving) => run_predict(serving, body).await,
+        Ok(serving) => run_predict(&state, serving, body, started).await,
         Err(err) => Err(err.clone()),
     };
-    finish_request(serving.ok().as_deref(), started, result)
+    finish_request(&state, serving.ok().as_deref(), started, result)
 }
 
 async fn run_predict(
+    state: &AppState,
     serving: &ServingModel,
     body: Result<Bytes, BytesRejection>,
+    started: Instant,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| {
         ApiError::new(
@@ -100,6 +104,7 @@ async fn run_predict(
     })?;
     let model = &serving.info;
     let width = model.features.len();
+    let request_id = request.id;
     let rows = match (request.features, request.instances) {
         (Some(features), None) => {
             check_example("features", &features, width, &model.features)?;
@@ -141,9 +146,18 @@ async fn run_predict(
     };
     let batch = oip::decode_inputs(&infer, &model.features, serving.batcher.max_batch_size())
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let inputs = batch.values.clone();
     let probabilities = run_batch(serving, batch).await?;
     let classes = model.labels.len().max(1);
-    let predictions = best_classes(&probabilities, classes)
+    let best = best_classes(&probabilities, classes);
+    state.recorder.record_success(
+        serving,
+        request_id.as_deref(),
+        &inputs,
+        &best,
+        started.elapsed().as_secs_f64(),
+    );
+    let predictions = best
         .into_iter()
         .zip(probabilities.chunks(classes))
         .map(|(best, row)| Prediction {

@@ -14,12 +14,14 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use edgewise_core::profile::DataProfile;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
 use crate::batcher::{BatchError, Batcher};
 use crate::binary;
 use crate::error::ApiError;
+use crate::observe::Recorder;
 use crate::oip::{
     self, InferRequest, InferResponse, ModelMetadata, OUTPUT_LABEL, OUTPUT_PROBABILITIES,
     ResponseOutput, TensorMetadata,
@@ -42,6 +44,12 @@ pub struct ModelInfo {
 pub struct ServingModel {
     /// What the model is.
     pub info: ModelInfo,
+    /// Its version number.
+    pub version: u64,
+    /// Its reference data profile, for drift.
+    pub profile: Arc<DataProfile>,
+    /// Its class labels, shared with remembered predictions.
+    pub labels: Arc<Vec<String>>,
     /// The queue to its inference thread.
     pub batcher: Batcher,
 }
@@ -74,12 +82,18 @@ impl ServingSlot {
 pub struct AppState {
     slot: ServingSlot,
     metrics: PrometheusHandle,
+    pub(crate) recorder: Recorder,
 }
 
 impl AppState {
-    /// State for serving whatever `slot` holds, rendering metrics from `metrics`.
-    pub fn new(slot: ServingSlot, metrics: PrometheusHandle) -> Self {
-        AppState { slot, metrics }
+    /// State for serving whatever `slot` holds, rendering metrics from `metrics`, and
+    /// recording what it sees in `recorder`.
+    pub fn new(slot: ServingSlot, metrics: PrometheusHandle, recorder: Recorder) -> Self {
+        AppState {
+            slot,
+            metrics,
+            recorder,
+        }
     }
 }
 
@@ -101,6 +115,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/feedback",
+            post(crate::feedback::feedback),
+        )
         .route("/predict", post(crate::predict::predict))
         .route("/metrics", get(render_metrics))
         .fallback(no_route)
@@ -189,9 +207,9 @@ fn metadata(model: &ModelInfo) -> ModelMetadata {
 
 /// The `{name}` and optional `{version}` of a model path, with JSON errors for
 /// undecodable segments.
-struct ModelRef {
-    name: String,
-    version: Option<String>,
+pub struct ModelRef {
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ModelRef {
@@ -236,19 +254,25 @@ async fn infer(
     let started = Instant::now();
     let serving = find_model(&state, &model.name, model.version.as_deref());
     let result = match &serving {
-        Ok(serving) => run_infer(serving, &headers, body).await,
+        Ok(serving) => run_infer(&state, serving, &headers, body, started).await,
         Err(err) => Err(err.clone()),
     };
-    finish_request(serving.ok().as_deref(), started, result)
+    finish_request(&state, serving.ok().as_deref(), started, result)
 }
 
 /// Records a request's outcome and latency against the model that ran it, and turns
 /// the result into the answer.
 pub(crate) fn finish_request(
+    state: &AppState,
     serving: Option<&ServingModel>,
     started: Instant,
     result: Result<Response, ApiError>,
 ) -> Response {
+    if result.is_err() {
+        state
+            .recorder
+            .record_error(serving, started.elapsed().as_secs_f64());
+    }
     let outcome = match &result {
         Ok(_) => "success",
         Err(err) if err.status == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
@@ -303,9 +327,11 @@ pub(crate) async fn run_batch(
 }
 
 async fn run_infer(
+    state: &AppState,
     serving: &ServingModel,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    started: Instant,
 ) -> Result<Response, ApiError> {
     let model = &serving.info;
     let body = body.map_err(|rejection| {
@@ -329,7 +355,16 @@ async fn run_infer(
     let batch = oip::decode_inputs(&request, &model.features, serving.batcher.max_batch_size())
         .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let rows = batch.rows;
+    let inputs = batch.values.clone();
     let probabilities = run_batch(serving, batch).await?;
+    let classes = best_classes(&probabilities, model.labels.len());
+    state.recorder.record_success(
+        serving,
+        request.id.as_deref(),
+        &inputs,
+        &classes,
+        started.elapsed().as_secs_f64(),
+    );
     let response = build_response(model, &request, &probabilities, rows);
     let wants_binary = |name: &str| binary::wants_binary(&request, name);
     if response

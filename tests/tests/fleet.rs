@@ -196,7 +196,9 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
     );
     expect_refusal(&plane, &nodes[0], "node-1", None, "expired");
 
-    // A device's credentials reach only its own topics.
+    // A device's credentials reach only its own topics. (The node itself steps aside,
+    // or the broker would hand its session back and forth between it and the test.)
+    nodes[0].kill();
     flows::acl_holds(
         &plane,
         plane.mqtt_address(),
@@ -207,6 +209,7 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
     );
 
     // A legitimate new deployment still goes through after all that.
+    nodes[0].restart();
     let deployment = plane.deploy("a", "1");
     wait_for("node-1 back on v1", Duration::from_secs(60), || {
         let status = plane.get(&format!("/api/v1/deployments/{deployment}"));

@@ -6,6 +6,8 @@ mod artifacts;
 mod deployments;
 mod fleet;
 mod models;
+mod rollouts;
+mod telemetry;
 
 use std::time::Instant;
 
@@ -45,6 +47,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The service user's password hash, for generated Mosquitto files.
     pub service_hash: String,
+    /// Telemetry windows and captures.
+    pub telemetry: crate::telemetry_store::TelemetryStore,
+    /// Staged rollouts.
+    pub rollouts: crate::rollout::Rollouts,
 }
 
 /// The whole HTTP surface; bundle uploads may be up to `max_bundle_bytes`.
@@ -85,6 +91,18 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         )
         .route("/api/v1/deployments/{id}", get(deployments::get_deployment))
         .route("/api/v1/artifacts/{sha256}", get(artifacts::download))
+        .route(
+            "/api/v1/rollouts",
+            get(rollouts::list).post(rollouts::start),
+        )
+        .route("/api/v1/rollouts/{id}", get(rollouts::get))
+        .route(
+            "/api/v1/rollouts/{id}/{command}",
+            axum::routing::post(rollouts::command),
+        )
+        .route("/api/v1/telemetry", get(telemetry::summary))
+        .route("/api/v1/telemetry/windows", get(telemetry::windows))
+        .route("/api/v1/captures", get(telemetry::captures))
         .route(
             "/api/v1/openapi.json",
             get(|| async { Json(ApiDoc::openapi()) }),
@@ -128,6 +146,13 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         deployments::list_deployments,
         deployments::get_deployment,
         artifacts::download,
+        telemetry::summary,
+        telemetry::windows,
+        telemetry::captures,
+        rollouts::start,
+        rollouts::list,
+        rollouts::get,
+        rollouts::command,
     ),
     components(schemas(ErrorBody))
 )]

@@ -3,6 +3,7 @@
 
 mod client;
 mod render;
+mod rollout;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,6 +80,9 @@ enum Command {
         /// Deployment id.
         deployment: Option<String>,
     },
+    /// Staged rollouts gated on how the new version behaves on the devices.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Files for running an external MQTT broker.
     #[command(subcommand)]
     Broker(BrokerCommand),
@@ -116,6 +120,9 @@ struct ServeArgs {
     /// Largest bundle upload, in bytes.
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     max_bundle_bytes: usize,
+    /// How long telemetry windows and captures are kept.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    telemetry_retention: Duration,
 }
 
 #[derive(Subcommand)]
@@ -298,6 +305,7 @@ pub async fn run(
             print_status(json, &status);
             Ok(())
         }
+        Command::Rollout(command) => rollout::run(&api, json, command).await,
         Command::Broker(BrokerCommand::Mosquitto { out }) => {
             let files: MosquittoFiles = api.get("/api/v1/broker/mosquitto").await?;
             std::fs::create_dir_all(&out)?;
@@ -341,6 +349,7 @@ async fn serve(
             assignment_ttl: args.assignment_ttl,
             transfer_rate_limit: args.transfer_rate_limit,
             max_bundle_bytes: args.max_bundle_bytes,
+            telemetry_retention: args.telemetry_retention,
         },
         shutdown,
     )

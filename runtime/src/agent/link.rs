@@ -1,19 +1,27 @@
 //! The node's MQTT connection: `online` with an `offline` last will on its status
-//! topic, its desired topic subscribed, and its latest report published retained on
-//! every change and every reconnect.
+//! topic, its desired topic subscribed, its latest report published retained on every
+//! change and reconnect, and its telemetry outbox drained. A window leaves the outbox
+//! only when the broker acknowledges it (QoS 1 PUBACK); after a reconnect everything
+//! still in the outbox is sent again, and the control plane de-duplicates.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use edgewise_core::reported::ReportedState;
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
+};
 use tokio::sync::watch;
+
+use super::store::NodeStore;
 
 /// Keep-alive; the broker publishes the last will after 1.5 times this of silence.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Largest MQTT packet in either direction.
-const MAX_PACKET_BYTES: usize = 64 * 1024;
+const MAX_PACKET_BYTES: usize = 1024 * 1024;
 
 /// Splits `mqtt://HOST:PORT` into host and port.
 pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
@@ -30,11 +38,112 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
     Ok((host.trim_matches(['[', ']']).to_owned(), port))
 }
 
+/// A publish waiting for the link task to hand it to rumqttc.
+struct WaitingPublish {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+    window: Option<u64>,
+}
+
+/// Which queued publishes carry which outbox window, in the order rumqttc sends them.
+/// Only the link task touches rumqttc's queue, so this order cannot drift.
+#[derive(Default)]
+struct Tracking {
+    /// Publishes not yet handed to rumqttc.
+    waiting: VecDeque<WaitingPublish>,
+    /// One entry per queued publish, oldest first: the window it carries, if any.
+    queued: VecDeque<Option<u64>>,
+    /// Packet id → window, for publishes sent and not yet acknowledged.
+    in_flight: HashMap<u16, u64>,
+    /// Windows queued or in flight, so a flush does not send them twice.
+    pending: HashSet<u64>,
+}
+
+/// Publishes through the node's connection, tracking outbox windows until acked.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    tracking: Arc<Mutex<Tracking>>,
+    wake: Arc<tokio::sync::Notify>,
+    device_id: String,
+}
+
+impl Publisher {
+    fn tracking(&self) -> MutexGuard<'_, Tracking> {
+        self.tracking
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a publish for the link task; `window` tags a telemetry window from the outbox.
+    fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool, window: Option<u64>) {
+        let mut tracking = self.tracking();
+        if let Some(seq) = window
+            && !tracking.pending.insert(seq)
+        {
+            return;
+        }
+        tracking.waiting.push_back(WaitingPublish {
+            topic: topic.to_owned(),
+            payload,
+            retain,
+            window,
+        });
+        drop(tracking);
+        self.wake.notify_one();
+    }
+
+    /// Hands waiting publishes to rumqttc (from the link task only), recording the
+    /// order in which they will go out.
+    fn hand_over(&self) {
+        let mut tracking = self.tracking();
+        while let Some(next) = tracking.waiting.pop_front() {
+            match self.client.try_publish(
+                &next.topic,
+                QoS::AtLeastOnce,
+                next.retain,
+                next.payload.clone(),
+            ) {
+                Ok(()) => tracking.queued.push_back(next.window),
+                Err(_) => {
+                    tracking.waiting.push_front(next);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// rumqttc drops what was queued or unacked when a clean session breaks: forget it
+    /// here too, so the outbox sends those windows again after the reconnect.
+    fn forget_unsent(&self) {
+        let mut tracking = self.tracking();
+        tracking
+            .waiting
+            .retain(|outgoing| outgoing.window.is_none());
+        tracking.queued.clear();
+        tracking.in_flight.clear();
+        tracking.pending.clear();
+    }
+
+    /// Sends every outbox window not already on its way.
+    pub fn flush_outbox(&self, store: &NodeStore) {
+        let topic = DeviceTopic::Telemetry.for_device(&self.device_id);
+        match store.outbox() {
+            Ok(windows) => {
+                for (seq, payload) in windows {
+                    self.publish(&topic, payload, false, Some(seq));
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "cannot read the telemetry outbox"),
+        }
+    }
+}
+
 /// The MQTT side of a node.
 pub struct Link {
-    client: AsyncClient,
     eventloop: rumqttc::EventLoop,
-    device_id: String,
+    publisher: Publisher,
 }
 
 impl Link {
@@ -53,69 +162,84 @@ impl Link {
                 QoS::AtLeastOnce,
                 true,
             ));
-        let (client, eventloop) = AsyncClient::new(options, 64);
+        let (client, eventloop) = AsyncClient::new(options, 256);
         Ok(Link {
-            client,
             eventloop,
-            device_id: device_id.to_owned(),
+            publisher: Publisher {
+                client,
+                tracking: Arc::default(),
+                wake: Arc::default(),
+                device_id: device_id.to_owned(),
+            },
         })
     }
 
-    /// A handle for publishing `offline` at shutdown.
-    pub fn client(&self) -> AsyncClient {
-        self.client.clone()
+    /// A handle for publishing (telemetry, and `offline` at shutdown).
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
     }
 
-    /// Runs until the process ends: hands each desired payload to `desired` and publishes
-    /// each new report from `reports`. Reconnects with backoff.
+    /// Runs until the process ends: hands each desired payload to `desired`, publishes
+    /// each new report from `reports`, and retires outbox windows as they are acked.
     pub async fn run(
         mut self,
+        store: NodeStore,
         desired: watch::Sender<Option<Vec<u8>>>,
-        mut reports: watch::Receiver<ReportedState>,
+        reports: watch::Receiver<ReportedState>,
     ) {
-        let desired_topic = DeviceTopic::Desired.for_device(&self.device_id);
-        let reported_topic = DeviceTopic::Reported.for_device(&self.device_id);
-        let status_topic = DeviceTopic::Status.for_device(&self.device_id);
-        let publisher = self.client.clone();
+        let publisher = self.publisher.clone();
+        let device_id = publisher.device_id.clone();
+        let desired_topic = DeviceTopic::Desired.for_device(&device_id);
+        let reported_topic = DeviceTopic::Reported.for_device(&device_id);
+        let status_topic = DeviceTopic::Status.for_device(&device_id);
+        let report_publisher = publisher.clone();
         let report_topic = reported_topic.clone();
         let mut report_changes = reports.clone();
         tokio::spawn(async move {
             while report_changes.changed().await.is_ok() {
                 let payload =
                     serde_json::to_vec(&*report_changes.borrow_and_update()).unwrap_or_default();
-                if let Err(err) = publisher
-                    .publish(&report_topic, QoS::AtLeastOnce, true, payload)
-                    .await
-                {
-                    tracing::warn!(error = %err, "cannot queue the report");
-                }
+                report_publisher.publish(&report_topic, payload, true, None);
             }
         });
         let mut backoff = Duration::from_millis(500);
         loop {
-            match self.eventloop.poll().await {
+            let event = tokio::select! {
+                event = self.eventloop.poll() => event,
+                () = publisher.wake.notified() => {
+                    publisher.hand_over();
+                    continue;
+                }
+            };
+            match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(500);
-                    tracing::info!(device = %self.device_id, "connected to the broker");
-                    let report =
-                        serde_json::to_vec(&*reports.borrow_and_update()).unwrap_or_default();
-                    let queued = self
+                    tracing::info!(device = %device_id, "connected to the broker");
+                    if let Err(err) = publisher
                         .client
                         .try_subscribe(&desired_topic, QoS::AtLeastOnce)
-                        .and_then(|()| {
-                            self.client.try_publish(
-                                &status_topic,
-                                QoS::AtLeastOnce,
-                                true,
-                                STATUS_ONLINE,
-                            )
-                        })
-                        .and_then(|()| {
-                            self.client
-                                .try_publish(&reported_topic, QoS::AtLeastOnce, true, report)
-                        });
-                    if let Err(err) = queued {
+                    {
                         tracing::warn!(error = %err, "cannot queue the subscription");
+                    }
+                    publisher.publish(&status_topic, STATUS_ONLINE.as_bytes().to_vec(), true, None);
+                    let report = serde_json::to_vec(&*reports.borrow()).unwrap_or_default();
+                    publisher.publish(&reported_topic, report, true, None);
+                    publisher.flush_outbox(&store);
+                    publisher.hand_over();
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    let mut tracking = publisher.tracking();
+                    if let Some(Some(seq)) = tracking.queued.pop_front() {
+                        tracking.in_flight.insert(pkid, seq);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    let acked = publisher.tracking().in_flight.remove(&ack.pkid);
+                    if let Some(seq) = acked {
+                        publisher.tracking().pending.remove(&seq);
+                        if let Err(err) = store.remove_from_outbox(seq) {
+                            tracing::error!(error = %err, "cannot retire an acked window");
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == desired_topic => {
@@ -132,6 +256,7 @@ impl Link {
                 }
                 Ok(_) => {}
                 Err(err) => {
+                    publisher.forget_unsent();
                     tracing::warn!(error = %err, retry_in = ?backoff, "broker connection lost");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -142,10 +267,11 @@ impl Link {
 }
 
 /// Marks the node offline and disconnects, for a clean shutdown.
-pub async fn say_goodbye(client: &AsyncClient, device_id: &str) {
-    let topic = DeviceTopic::Status.for_device(device_id);
-    let _ = client
+pub async fn say_goodbye(publisher: &Publisher) {
+    let topic = DeviceTopic::Status.for_device(&publisher.device_id);
+    let _ = publisher
+        .client
         .publish(topic, QoS::AtLeastOnce, true, STATUS_OFFLINE)
         .await;
-    let _ = client.disconnect().await;
+    let _ = publisher.client.disconnect().await;
 }

@@ -8,6 +8,7 @@
 pub mod download;
 pub mod link;
 pub mod store;
+pub mod telemetry;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -134,6 +135,11 @@ impl Agent {
             }
         }
         None
+    }
+
+    /// The node's local store.
+    pub fn store(&self) -> NodeStore {
+        self.store.clone()
     }
 
     /// Follows `desired` until the process ends; the newest assignment always wins.

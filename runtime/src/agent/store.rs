@@ -50,10 +50,14 @@ pub struct SeenAssignment {
     pub envelope_sha256: String,
 }
 
+/// sled key of the last window seq used.
+const WINDOW_SEQ: &str = "window_seq";
+
 /// The node's store and data folder.
 #[derive(Clone)]
 pub struct NodeStore {
     state: sled::Tree,
+    outbox: sled::Tree,
     root: PathBuf,
 }
 
@@ -73,6 +77,7 @@ impl NodeStore {
         let db = sled::open(root.join("state"))?;
         Ok(NodeStore {
             state: db.open_tree("node")?,
+            outbox: db.open_tree("outbox")?,
             root: root.to_owned(),
         })
     }
@@ -148,6 +153,42 @@ impl NodeStore {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        Ok(())
+    }
+
+    /// The next telemetry window seq (persisted, so it only grows across restarts).
+    pub fn next_window_seq(&self) -> Result<u64, StoreError> {
+        let next = self.get::<u64>(WINDOW_SEQ)?.unwrap_or(0) + 1;
+        self.put(WINDOW_SEQ, &next)?;
+        Ok(next)
+    }
+
+    /// Keeps a closed window until the broker acknowledges it.
+    pub fn add_to_outbox(&self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+        self.outbox.insert(seq.to_be_bytes(), payload)?;
+        self.outbox.flush()?;
+        metrics::gauge!("edgewise_telemetry_outbox_windows").set(self.outbox.len() as f64);
+        Ok(())
+    }
+
+    /// Every window still waiting for an acknowledgement, oldest first.
+    pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                let seq = <[u8; 8]>::try_from(key.as_ref())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                Ok((seq, value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Drops an acknowledged window.
+    pub fn remove_from_outbox(&self, seq: u64) -> Result<(), StoreError> {
+        self.outbox.remove(seq.to_be_bytes())?;
+        metrics::gauge!("edgewise_telemetry_outbox_windows").set(self.outbox.len() as f64);
         Ok(())
     }
 

@@ -1,0 +1,63 @@
+//! `/api/v1/telemetry` and `/api/v1/captures`: what the fleet reported.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use edgewise_core::capture::CaptureRecord;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiError, AppState};
+use crate::telemetry_store::{StoredWindow, TelemetryQuery, TelemetrySummary};
+
+/// Which captures to list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CaptureQuery {
+    /// Model name.
+    pub model: String,
+    /// Only this version.
+    pub version: Option<u64>,
+}
+
+fn query_error(rejection: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        format!("query string: {}", rejection.body_text()),
+    )
+}
+
+/// Sums windows per device, version or group, with per-feature drift.
+#[utoipa::path(get, path = "/api/v1/telemetry", tag = "telemetry", params(TelemetryQuery),
+    responses((status = 200, body = TelemetrySummary), (status = 400, body = super::ErrorBody)))]
+pub async fn summary(
+    State(state): State<AppState>,
+    query: Result<Query<TelemetryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TelemetrySummary>, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    let telemetry = state.telemetry.clone();
+    let summary = tokio::task::spawn_blocking(move || telemetry.summary(&query))
+        .await
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+    Ok(Json(summary))
+}
+
+/// The windows themselves.
+#[utoipa::path(get, path = "/api/v1/telemetry/windows", tag = "telemetry", params(TelemetryQuery),
+    responses((status = 200, description = "stored windows"), (status = 400, body = super::ErrorBody)))]
+pub async fn windows(
+    State(state): State<AppState>,
+    query: Result<Query<TelemetryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<StoredWindow>>, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    Ok(Json(state.telemetry.windows(&query)?))
+}
+
+/// Captured examples of a model, with labels where they arrived.
+#[utoipa::path(get, path = "/api/v1/captures", tag = "telemetry", params(CaptureQuery),
+    responses((status = 200, description = "captured records"), (status = 400, body = super::ErrorBody)))]
+pub async fn captures(
+    State(state): State<AppState>,
+    query: Result<Query<CaptureQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CaptureRecord>>, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    Ok(Json(state.telemetry.captures(&query.model, query.version)?))
+}

@@ -1,0 +1,368 @@
+//! The rollout driver: once a second it moves each running rollout along. It grows
+//! the current stage's cohort from online devices, tracks their updates (a device that
+//! stays silent past its update timeout counts as failed), and once the bake time is
+//! over judges the gates: pass goes to the next stage, fail rolls back or pauses, too
+//! little data waits.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::cohort;
+use super::gates::{self, Evidence, UpdateOutcome, Verdict};
+use super::{RolloutRecord, RolloutState, StageRecord, now_rfc3339, now_seconds};
+use crate::deploy::Deployer;
+use crate::error::{Error, Result};
+use crate::store::{DeviceRecord, GroupTarget, version_key};
+use crate::telemetry_store::{TelemetryQuery, TelemetryStore};
+
+/// How far back before the rollout started the baseline's windows reach.
+const BASELINE_LOOKBACK_SECONDS: u64 = 600;
+
+/// Drives every running rollout until the process ends.
+pub async fn run(deployer: Deployer, telemetry: TelemetryStore) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let (deployer_now, telemetry_now) = (deployer.clone(), telemetry.clone());
+        let outcome =
+            tokio::task::spawn_blocking(move || tick(&deployer_now, &telemetry_now)).await;
+        match outcome {
+            Ok(Ok(to_publish)) => deployer.publish(&to_publish).await,
+            Ok(Err(err)) => tracing::error!(error = %err, "rollout driver"),
+            Err(err) => tracing::error!(error = %err, "rollout driver panicked"),
+        }
+    }
+}
+
+/// One pass over the running rollouts; returns the devices whose assignment changed.
+fn tick(deployer: &Deployer, telemetry: &TelemetryStore) -> Result<Vec<DeviceRecord>> {
+    let store = deployer.store();
+    let table = store.table::<RolloutRecord>("rollouts")?;
+    let mut to_publish = Vec::new();
+    for rollout in table.all()? {
+        if rollout.state != RolloutState::Running {
+            continue;
+        }
+        let _guard = store.lock();
+        let Some(mut rollout) = table.get(&rollout.id)? else {
+            continue;
+        };
+        if rollout.state != RolloutState::Running {
+            continue;
+        }
+        to_publish.extend(step(deployer, telemetry, &mut rollout)?);
+        table.put(&rollout.id, &rollout)?;
+        store.flush()?;
+    }
+    metrics::gauge!("edgewise_rollouts_running").set(
+        table
+            .all()?
+            .iter()
+            .filter(|r| r.state == RolloutState::Running)
+            .count() as f64,
+    );
+    Ok(to_publish)
+}
+
+/// Moves one rollout along (the caller holds the store lock).
+fn step(
+    deployer: &Deployer,
+    telemetry: &TelemetryStore,
+    rollout: &mut RolloutRecord,
+) -> Result<Vec<DeviceRecord>> {
+    let mut changed = grow_cohort(deployer, rollout)?;
+    let now = now_seconds();
+    let updates = update_outcome(deployer, rollout, now)?;
+    if now < rollout.stage_started_at + rollout.bake_seconds {
+        return Ok(changed);
+    }
+    let results = judge(deployer, telemetry, rollout, updates)?;
+    let verdict = gates::overall(&results);
+    if let Some(stage) = rollout.stage_results.last_mut() {
+        stage.verdict = Some(verdict);
+        stage.gates = results.clone();
+    }
+    metrics::gauge!("edgewise_rollout_stage", "rollout" => rollout.id.clone(), "group" => rollout.group.clone()).set(rollout.stage as f64);
+    match verdict {
+        Verdict::Wait => {}
+        Verdict::Pass => {
+            rollout.record(
+                "stage_passed",
+                format!(
+                    "stage {} ({}%) passed every gate",
+                    rollout.stage, rollout.stages[rollout.stage]
+                ),
+            );
+            changed.extend(advance(deployer, rollout)?);
+        }
+        Verdict::Fail => {
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|r| r.verdict == Verdict::Fail)
+                .map(|r| format!("{}: {}", r.name, r.detail))
+                .collect();
+            let reason = format!("stage {} failed {}", rollout.stage, failed.join("; "));
+            metrics::counter!("edgewise_rollout_gate_failures_total", "group" => rollout.group.clone()).increment(1);
+            rollout.record("gate_failed", reason.clone());
+            match rollout.on_failure {
+                super::OnFailure::Rollback => {
+                    changed.extend(roll_back(deployer, rollout, &reason)?)
+                }
+                super::OnFailure::Pause => {
+                    rollout.state = RolloutState::Paused;
+                    rollout.reason = Some(reason);
+                    rollout.record("paused", "a gate failed; waiting for an operator");
+                }
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Adds online devices, in cohort order, until the stage holds its share of the group.
+fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<DeviceRecord>> {
+    let store = deployer.store();
+    let devices: Vec<DeviceRecord> = store
+        .devices
+        .all()?
+        .into_iter()
+        .filter(|d| d.group == rollout.group)
+        .collect();
+    let wanted = cohort::stage_size(rollout.stages[rollout.stage], devices.len());
+    if rollout.stage_results.len() <= rollout.stage {
+        rollout.stage_results.push(StageRecord {
+            stage: rollout.stage,
+            percent: rollout.stages[rollout.stage],
+            devices: Vec::new(),
+            started_at: now_rfc3339(),
+            verdict: None,
+            gates: Vec::new(),
+        });
+    }
+    let candidate = deployer
+        .registry()
+        .resolve(&rollout.model, &rollout.version.to_string())?;
+    let mut changed = Vec::new();
+    let online: BTreeSet<&str> = devices
+        .iter()
+        .filter(|d| d.online)
+        .map(|d| d.id.as_str())
+        .collect();
+    for id in cohort::order(&devices) {
+        if rollout.moved.len() >= wanted {
+            break;
+        }
+        if rollout.moved.contains_key(&id) || !online.contains(id.as_str()) {
+            continue;
+        }
+        let Some(mut device) = store.devices.get(&id)? else {
+            continue;
+        };
+        deployer.assign_tagged(
+            &mut device,
+            &candidate,
+            &rollout.id,
+            Some(rollout.stage as u32),
+        )?;
+        rollout.moved.insert(
+            id.clone(),
+            super::MovedDevice {
+                stage: rollout.stage,
+                seq: device.seq,
+                assigned_at: now_seconds(),
+            },
+        );
+        rollout.record(
+            "device_assigned",
+            format!(
+                "{id} → version {} in stage {}",
+                rollout.version, rollout.stage
+            ),
+        );
+        changed.push(device);
+    }
+    if let Some(stage) = rollout.stage_results.last_mut() {
+        stage.devices = rollout.moved.keys().cloned().collect();
+    }
+    Ok(changed)
+}
+
+/// How the moved devices took the candidate; a device past its timeout has failed.
+fn update_outcome(deployer: &Deployer, rollout: &RolloutRecord, now: u64) -> Result<UpdateOutcome> {
+    let mut outcome = UpdateOutcome {
+        cohort: rollout.moved.len(),
+        ..UpdateOutcome::default()
+    };
+    for (id, moved) in &rollout.moved {
+        let device = deployer.store().devices.get(id)?;
+        let reported = device.as_ref().and_then(|d| d.reported.as_ref());
+        let applied = reported.is_some_and(|r| {
+            r.applied_seq >= moved.seq
+                && r.active
+                    .as_ref()
+                    .is_some_and(|a| a.version == rollout.version)
+        });
+        let refused = reported.is_some_and(|r| {
+            r.seq >= moved.seq && r.phase == edgewise_core::reported::UpdatePhase::Failed
+        });
+        let timed_out = now > moved.assigned_at + rollout.gates.update_timeout_seconds;
+        if applied {
+            outcome.applied += 1;
+        } else if refused || timed_out {
+            outcome.failed += 1;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Judges the stage's gates on the telemetry since it started.
+fn judge(
+    deployer: &Deployer,
+    telemetry: &TelemetryStore,
+    rollout: &RolloutRecord,
+    updates: UpdateOutcome,
+) -> Result<Vec<gates::GateResult>> {
+    let now = now_seconds();
+    let group_windows = telemetry.windows(&TelemetryQuery {
+        group: Some(rollout.group.clone()),
+        model: Some(rollout.model.clone()),
+        since_seconds: Some(now.saturating_sub(rollout.started_at) + BASELINE_LOOKBACK_SECONDS),
+        ..TelemetryQuery::default()
+    })?;
+    let canary: Vec<_> = group_windows
+        .iter()
+        .filter(|s| {
+            s.window.version == rollout.version
+                && rollout.moved.contains_key(&s.window.device_id)
+                && s.received_at >= rollout.stage_started_at
+        })
+        .map(|s| &s.window)
+        .collect();
+    let baseline: Vec<_> = group_windows
+        .iter()
+        .filter(|s| s.window.version == rollout.baseline_version)
+        .map(|s| &s.window)
+        .collect();
+    let record = deployer
+        .store()
+        .versions
+        .get(&version_key(&rollout.model, rollout.version))?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "{} version {} is no longer registered",
+                rollout.model, rollout.version
+            ))
+        })?;
+    let evidence = Evidence {
+        updates,
+        canary,
+        baseline,
+        profile: &record.manifest.profile,
+        shadow: false,
+    };
+    Ok(gates::judge(&rollout.gates, &evidence))
+}
+
+/// Moves to the next stage, or completes the rollout after the last one (the caller
+/// holds the lock). Returns the devices whose assignment changed.
+pub(super) fn advance(
+    deployer: &Deployer,
+    rollout: &mut RolloutRecord,
+) -> Result<Vec<DeviceRecord>> {
+    if rollout.stage + 1 < rollout.stages.len() {
+        rollout.stage += 1;
+        rollout.stage_started_at = now_seconds();
+        rollout.record(
+            "stage_started",
+            format!(
+                "stage {} ({}%)",
+                rollout.stage, rollout.stages[rollout.stage]
+            ),
+        );
+        return grow_cohort(deployer, rollout);
+    }
+    // The last stage passed: every remaining device of the group (offline ones too,
+    // which apply it when they return) gets the candidate, and it becomes the target.
+    let store = deployer.store();
+    let candidate = deployer
+        .registry()
+        .resolve(&rollout.model, &rollout.version.to_string())?;
+    let mut changed = Vec::new();
+    for mut device in store
+        .devices
+        .all()?
+        .into_iter()
+        .filter(|d| d.group == rollout.group)
+    {
+        if !rollout.moved.contains_key(&device.id) {
+            deployer.assign_tagged(
+                &mut device,
+                &candidate,
+                &rollout.id,
+                Some(rollout.stage as u32),
+            )?;
+            rollout.moved.insert(
+                device.id.clone(),
+                super::MovedDevice {
+                    stage: rollout.stage,
+                    seq: device.seq,
+                    assigned_at: now_seconds(),
+                },
+            );
+            changed.push(device);
+        }
+    }
+    store.groups.put(
+        &rollout.group,
+        &GroupTarget {
+            model: rollout.model.clone(),
+            version: rollout.version,
+            deployment_id: rollout.id.clone(),
+        },
+    )?;
+    rollout.state = RolloutState::Completed;
+    rollout.record(
+        "completed",
+        format!(
+            "group {} runs {} version {}",
+            rollout.group, rollout.model, rollout.version
+        ),
+    );
+    Ok(changed)
+}
+
+/// Sends every moved device back to the baseline version and ends the rollout (the
+/// caller holds the lock). No other device is touched.
+pub(super) fn roll_back(
+    deployer: &Deployer,
+    rollout: &mut RolloutRecord,
+    reason: &str,
+) -> Result<Vec<DeviceRecord>> {
+    let store = deployer.store();
+    let baseline = deployer
+        .registry()
+        .resolve(&rollout.model, &rollout.baseline_version.to_string())?;
+    let mut changed = Vec::new();
+    for id in rollout.moved.keys() {
+        if let Some(mut device) = store.devices.get(id)? {
+            deployer.assign_tagged(
+                &mut device,
+                &baseline,
+                &rollout.id,
+                Some(rollout.stage as u32),
+            )?;
+            changed.push(device);
+        }
+    }
+    rollout.state = RolloutState::RolledBack;
+    rollout.reason = Some(reason.to_owned());
+    rollout.record(
+        "rolled_back",
+        format!(
+            "{} device(s) sent back to version {}: {reason}",
+            changed.len(),
+            rollout.baseline_version
+        ),
+    );
+    Ok(changed)
+}
