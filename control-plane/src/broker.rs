@@ -13,13 +13,15 @@ use anyhow::{Context, Result};
 use edgewise_core::topics::DeviceTopic;
 use mqtt5::broker::auth::{AuthProvider, AuthRateLimiter, AuthResult, RateLimitedAuthProvider};
 use mqtt5::broker::config::{StorageBackend, StorageConfig};
+use mqtt5::broker::events::{BrokerEventHandler, ClientPublishEvent, PublishAction};
 use mqtt5::broker::{BrokerConfig, MqttBroker};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::protocol::v5::reason_codes::ReasonCode;
 
-use crate::credentials;
 use crate::datadir::SERVICE_USER;
 use crate::store::Store;
+use crate::telemetry_store::TelemetryStore;
+use crate::{credentials, mqtt_link};
 
 /// Largest MQTT packet the broker accepts.
 const MAX_PACKET_BYTES: usize = 256 * 1024;
@@ -138,6 +140,39 @@ impl AuthProvider for FleetAuth {
     }
 }
 
+/// Stores telemetry windows inside the broker's publish path, before it acks the
+/// device: a window leaves a device's outbox only once it is durable here.
+struct TelemetryIntake {
+    store: Store,
+    telemetry: TelemetryStore,
+}
+
+impl BrokerEventHandler for TelemetryIntake {
+    fn on_client_publish<'a>(
+        &'a self,
+        event: ClientPublishEvent,
+    ) -> Pin<Box<dyn Future<Output = PublishAction> + Send + 'a>> {
+        Box::pin(async move {
+            if !matches!(
+                DeviceTopic::parse(&event.topic),
+                Some((_, DeviceTopic::Telemetry))
+            ) {
+                return PublishAction::Continue;
+            }
+            let (store, telemetry) = (self.store.clone(), self.telemetry.clone());
+            let topic = event.topic.to_string();
+            let stored = tokio::task::spawn_blocking(move || {
+                mqtt_link::handle_window(&store, &telemetry, &topic, &event.payload)
+            })
+            .await;
+            if let Err(err) = stored {
+                tracing::error!(error = %err, "telemetry intake failed");
+            }
+            PublishAction::Handled
+        })
+    }
+}
+
 /// A running embedded broker.
 pub struct EmbeddedBroker {
     /// The address it listens on.
@@ -150,6 +185,7 @@ pub struct EmbeddedBroker {
 pub async fn start(
     bind: SocketAddr,
     store: Store,
+    telemetry: TelemetryStore,
     service_password: &str,
 ) -> Result<EmbeddedBroker> {
     let config = BrokerConfig::default()
@@ -157,7 +193,11 @@ pub async fn start(
         .with_storage(StorageConfig::new().with_backend(StorageBackend::Memory))
         .with_max_packet_size(MAX_PACKET_BYTES)
         .with_session_expiry(Duration::from_secs(3600))
-        .with_sys_topics_enabled(false);
+        .with_sys_topics_enabled(false)
+        .with_event_handler(Arc::new(TelemetryIntake {
+            store: store.clone(),
+            telemetry,
+        }));
     let auth: Arc<dyn AuthProvider> = Arc::new(FleetAuth::new(store, service_password));
     let limited = Arc::new(RateLimitedAuthProvider::new(
         auth,

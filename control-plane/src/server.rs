@@ -107,9 +107,16 @@ pub async fn serve(
     let store = Store::open(&data.root.join("store")).context("cannot open the store")?;
     let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;
 
+    let telemetry = TelemetryStore::new(store.clone())?;
     let (broker_host, broker_port, mqtt_url) = match &options.broker {
         BrokerChoice::Embedded(bind) => {
-            let embedded = broker::start(*bind, store.clone(), &data.service_password).await?;
+            let embedded = broker::start(
+                *bind,
+                store.clone(),
+                telemetry.clone(),
+                &data.service_password,
+            )
+            .await?;
             let port = embedded.address.port();
             (
                 reachable_host(embedded.address),
@@ -145,7 +152,6 @@ pub async fn serve(
         deployment_keys: vec![data.deployment_key.public_key().to_document()],
         ca_certificate: data.ca.certificate_pem.clone(),
     };
-    let telemetry = TelemetryStore::new(store.clone())?;
     let publisher = mqtt_link::start(
         &broker_host,
         broker_port,

@@ -159,6 +159,8 @@ impl TelemetryStore {
             window,
         };
         self.windows.put(&key, &stored)?;
+        // Durable at once: the device has already dropped it from its outbox.
+        self.store.flush()?;
         Ok(true)
     }
 

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use edgewise_core::keys::SecretKey;
 use edgewise_core::node_config::NodeConfig;
 use edgewise_core::spec::ModelSpec;
-use edgewise_training::data::{DataOptions, LabelColumn};
+use edgewise_training::data::DataOptions;
+pub use edgewise_training::data::LabelColumn;
 use edgewise_training::pipeline::{TrainRequest, run};
 use edgewise_training::trainer::TrainConfig;
 use serde_json::{Value, json};
@@ -48,32 +49,68 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// What to train on.
+pub struct Training<'a> {
+    /// The data file.
+    pub data: PathBuf,
+    /// Its label column.
+    pub label: LabelColumn,
+    /// Rows to use.
+    pub rows: Option<std::ops::Range<usize>>,
+    /// The model spec.
+    pub spec: ModelSpec,
+    /// Model name.
+    pub name: &'a str,
+}
+
+impl Training<'_> {
+    /// The digits MLP on the shipped digits data.
+    pub fn digits() -> Self {
+        Training {
+            data: data_file("digits.csv.gz"),
+            label: LabelColumn::Last,
+            rows: None,
+            spec: ModelSpec::preset("digits-mlp").expect("preset"),
+            name: "digits",
+        }
+    }
+
+    /// Trains `version` for `epochs` and signs it with `key`; returns the bundle bytes.
+    pub fn bundle(self, key: &SecretKey, version: u64, epochs: usize) -> Vec<u8> {
+        let request = TrainRequest {
+            data: self.data,
+            data_options: DataOptions {
+                label: self.label,
+                features: Vec::new(),
+                rows: self.rows,
+            },
+            spec: self.spec,
+            name: self.name.to_string(),
+            version,
+            config: TrainConfig {
+                epochs,
+                batch_size: 32,
+                learning_rate: 1e-3,
+                seed: version,
+                patience: 5,
+            },
+            validation_fraction: 0.1,
+            test_fraction: 0.2,
+            source_revision: None,
+        };
+        run(&request, key, &indicatif::ProgressBar::hidden())
+            .expect("train")
+            .bundle
+    }
+}
+
 /// Trains a digits model version with `spec`.
 pub fn train(key: &SecretKey, spec: ModelSpec, version: u64, epochs: usize) -> Vec<u8> {
-    let request = TrainRequest {
-        data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../training/data/digits.csv.gz"),
-        data_options: DataOptions {
-            label: LabelColumn::Last,
-            features: Vec::new(),
-            rows: None,
-        },
+    Training {
         spec,
-        name: "digits".to_string(),
-        version,
-        config: TrainConfig {
-            epochs,
-            batch_size: 32,
-            learning_rate: 1e-3,
-            seed: version,
-            patience: 5,
-        },
-        validation_fraction: 0.1,
-        test_fraction: 0.2,
-        source_revision: None,
-    };
-    run(&request, key, &indicatif::ProgressBar::hidden())
-        .expect("train")
-        .bundle
+        ..Training::digits()
+    }
+    .bundle(key, version, epochs)
 }
 
 /// digits v1 and v2, trained once per test binary.
@@ -320,6 +357,60 @@ pub fn metric_value(page: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// `edgewise-runtime simulate`, killed on drop.
+pub struct Simulator {
+    child: Option<Child>,
+}
+
+impl Simulator {
+    /// Starts `count` virtual nodes named `prefix-NNN` in `group`, replaying `data`
+    /// with the extra `args`, and waits until they are registered.
+    pub fn start(
+        plane: &ControlPlane,
+        dir: &Path,
+        group: &str,
+        prefix: &str,
+        count: usize,
+        data: &Path,
+        args: &[&str],
+    ) -> Simulator {
+        let mut command = Command::new(binary("edgewise-runtime"));
+        command
+            .arg("simulate")
+            .args([
+                "--server",
+                &plane.url,
+                "--group",
+                group,
+                "--prefix",
+                prefix,
+                "--count",
+                &count.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(dir.join(format!("simulation-{prefix}")))
+            .arg("--data")
+            .arg(data)
+            .args(["--window", "1s"])
+            .args(args);
+        let (child, _) = spawn_until(command, "simulating", "edgewise-runtime simulate");
+        Simulator { child: Some(child) }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// The shipped data file `name` (under `training/data`).
+pub fn data_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../training/data")
+        .join(name)
+}
+
 /// Kills a child process, if running, and reaps it.
 fn stop(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
@@ -369,17 +460,25 @@ pub struct Node {
     config: PathBuf,
     /// Its data folder.
     pub data_dir: PathBuf,
+    /// Flags beyond the defaults.
+    extra: Vec<String>,
 }
 
 impl Node {
     /// Starts `edgewise-runtime run` with this config, on the CPU and a free port.
     pub fn start(config: &Path) -> Node {
+        Node::start_with(config, &[])
+    }
+
+    /// The same, with `extra` flags.
+    pub fn start_with(config: &Path, extra: &[&str]) -> Node {
         let data_dir = config.with_extension("data");
         let mut node = Node {
             child: None,
             url: String::new(),
             config: config.to_owned(),
             data_dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         node.launch();
         node
@@ -393,7 +492,8 @@ impl Node {
             .arg(&self.config)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen", "127.0.0.1:0", "--device", "cpu"]);
+            .args(["--listen", "127.0.0.1:0", "--device", "cpu"])
+            .args(&self.extra);
         let (child, line) = spawn_until(command, " at http://", "edgewise-runtime run");
         self.url = line
             .rsplit(" at ")
