@@ -222,6 +222,19 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             .collect()
     }
 
+    /// Every record whose key sorts at or after `start`, in key order.
+    pub fn scan_from(&self, start: &str) -> Result<Vec<(String, T)>, StoreError> {
+        self.tree
+            .range(start.as_bytes()..)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let value = decode(&key, &bytes)?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
     /// Every record, in key order.
     pub fn all(&self) -> Result<Vec<T>, StoreError> {
         Ok(self.scan("")?.into_iter().map(|(_, value)| value).collect())

@@ -106,6 +106,8 @@ pub struct TelemetrySummary {
 pub struct TelemetryStore {
     store: Store,
     windows: Table<StoredWindow>,
+    /// `{received_at:010}/{device}/{seq:020}` → the window's key, for time-range queries.
+    by_time: Table<String>,
     captures: Table<CaptureRecord>,
 }
 
@@ -120,6 +122,7 @@ impl TelemetryStore {
     pub fn new(store: Store) -> Result<Self> {
         Ok(TelemetryStore {
             windows: store.table("windows")?,
+            by_time: store.table("windows_by_time")?,
             captures: store.table("captures")?,
             store,
         })
@@ -158,6 +161,8 @@ impl TelemetryStore {
             received_at: now_seconds(),
             window,
         };
+        self.by_time
+            .put(&format!("{:010}/{key}", stored.received_at), &key)?;
         self.windows.put(&key, &stored)?;
         // Durable at once: the device has already dropped it from its outbox.
         self.store.flush()?;
@@ -173,11 +178,24 @@ impl TelemetryStore {
         let since = query
             .since_seconds
             .map(|seconds| now_seconds().saturating_sub(seconds));
-        Ok(self
-            .windows
-            .scan(&prefix)?
+        // A time range without a device reads only the windows it needs.
+        let candidates: Vec<StoredWindow> = match (since, &query.device) {
+            (Some(since), None) => {
+                let mut found = Vec::new();
+                for (_, key) in self.by_time.scan_from(&format!("{since:010}/"))? {
+                    found.extend(self.windows.get(&key)?);
+                }
+                found
+            }
+            _ => self
+                .windows
+                .scan(&prefix)?
+                .into_iter()
+                .map(|(_, stored)| stored)
+                .collect(),
+        };
+        Ok(candidates
             .into_iter()
-            .map(|(_, stored)| stored)
             .filter(|stored| {
                 let w = &stored.window;
                 query.group.as_ref().is_none_or(|g| &stored.group == g)
@@ -226,11 +244,13 @@ impl TelemetryStore {
     pub fn expire(&self, retention: Duration) -> Result<usize> {
         let cutoff = now_seconds().saturating_sub(retention.as_secs());
         let mut removed = 0;
-        for (key, stored) in self.windows.scan("")? {
-            if stored.received_at < cutoff {
-                self.windows.remove(&key)?;
-                removed += 1;
+        for (index_key, key) in self.by_time.scan("")? {
+            if index_key >= format!("{cutoff:010}/") {
+                break;
             }
+            self.windows.remove(&key)?;
+            self.by_time.remove(&index_key)?;
+            removed += 1;
         }
         let cutoff_text =
             humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(cutoff))

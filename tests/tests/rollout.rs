@@ -140,7 +140,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
         &data_file("digits.csv.gz"),
         &[
             "--rate",
-            "25",
+            "40",
             "--shuffle",
             "--feedback",
             "--canaries",

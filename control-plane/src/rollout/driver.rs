@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 use crate::store::{DeviceRecord, GroupTarget, version_key};
 use crate::telemetry_store::{TelemetryQuery, TelemetryStore};
 
+/// How much of the old version's most recent telemetry serves as the baseline when no
+/// device runs it any more.
+const RECENT_BASELINE_SECONDS: u64 = 60;
+
 /// How far back before the rollout started the baseline's windows reach.
 const BASELINE_LOOKBACK_SECONDS: u64 = 600;
 
@@ -73,7 +77,24 @@ fn step(
     let mut changed = grow_cohort(deployer, rollout)?;
     let now = now_seconds();
     let updates = update_outcome(deployer, rollout, now)?;
-    if now < rollout.stage_started_at + rollout.bake_seconds {
+    // The bake starts once every device of the stage has settled (applied or failed):
+    // what happens while models load is not the model's doing.
+    let settled_at = match rollout.settled_at {
+        Some(at) => at,
+        None if updates.applied + updates.failed >= updates.cohort => {
+            rollout.settled_at = Some(now);
+            rollout.record(
+                "stage_settled",
+                format!(
+                    "{} applied, {} failed; baking {}s",
+                    updates.applied, updates.failed, rollout.bake_seconds
+                ),
+            );
+            now
+        }
+        None => return Ok(changed),
+    };
+    if now < settled_at + rollout.bake_seconds {
         return Ok(changed);
     }
     let results = judge(deployer, telemetry, rollout, updates)?;
@@ -229,20 +250,44 @@ fn judge(
         since_seconds: Some(now.saturating_sub(rollout.started_at) + BASELINE_LOOKBACK_SECONDS),
         ..TelemetryQuery::default()
     })?;
+    // Judge only what happened after the stage settled.
+    let since = rollout.settled_at.unwrap_or(rollout.stage_started_at);
     let canary: Vec<_> = group_windows
         .iter()
         .filter(|s| {
             s.window.version == rollout.version
                 && rollout.moved.contains_key(&s.window.device_id)
-                && s.received_at >= rollout.stage_started_at
+                && s.received_at >= since
         })
         .map(|s| &s.window)
         .collect();
-    let baseline: Vec<_> = group_windows
+    // The baseline is what the old version did over the same period, so both sides
+    // saw the same load; only when that is too thin does it reach further back.
+    let old: Vec<_> = group_windows
         .iter()
         .filter(|s| s.window.version == rollout.baseline_version)
+        .collect();
+    let same_period: Vec<_> = old
+        .iter()
+        .filter(|s| s.received_at >= since)
         .map(|s| &s.window)
         .collect();
+    let same_period_requests: u64 = same_period.iter().map(|w| w.requests).sum();
+    let baseline = if same_period_requests >= rollout.gates.min_requests {
+        same_period
+    } else {
+        // No old version left in the group (the last stage): its most recent minute.
+        let last = old
+            .iter()
+            .map(|s| s.received_at)
+            .filter(|&at| at < rollout.stage_started_at)
+            .max()
+            .unwrap_or(0);
+        old.iter()
+            .filter(|s| s.received_at + RECENT_BASELINE_SECONDS >= last)
+            .map(|s| &s.window)
+            .collect()
+    };
     let record = deployer
         .store()
         .versions
@@ -272,6 +317,7 @@ pub(super) fn advance(
     if rollout.stage + 1 < rollout.stages.len() {
         rollout.stage += 1;
         rollout.stage_started_at = now_seconds();
+        rollout.settled_at = None;
         rollout.record(
             "stage_started",
             format!(

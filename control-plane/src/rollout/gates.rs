@@ -31,6 +31,8 @@ pub struct GateConfig {
     pub max_latency_ratio: f64,
     /// Largest tolerated PSI of any input feature on the canary.
     pub max_psi: f64,
+    /// Least examples seen by the canary before drift is judged (PSI is noisy below).
+    pub min_drift_examples: u64,
     /// Least predictions on each side before output distributions are compared.
     pub min_predictions: u64,
     /// Largest tolerated Jensen-Shannon distance between canary and baseline outputs.
@@ -55,8 +57,9 @@ impl Default for GateConfig {
             min_requests: 100,
             max_error_rate_increase: 0.01,
             min_latency_samples: 30,
-            max_latency_ratio: 1.5,
+            max_latency_ratio: 3.0,
             max_psi: 0.25,
+            min_drift_examples: 500,
             min_predictions: 100,
             max_js_distance: 0.2,
             min_labels: 50,
@@ -307,6 +310,15 @@ fn latency_gate(config: &GateConfig, canary: &[f64], baseline: &[f64]) -> GateRe
 }
 
 fn drift_gate(config: &GateConfig, evidence: &Evidence<'_>) -> GateResult {
+    let examples: u64 = evidence.canary.iter().map(|w| w.examples).sum();
+    if examples < config.min_drift_examples {
+        return result(
+            "drift",
+            Verdict::Wait,
+            &[("canary_examples", examples as f64)],
+            format!("need {} examples on the canary", config.min_drift_examples),
+        );
+    }
     let drift = feature_drift(evidence.canary.iter().copied(), evidence.profile);
     let worst = drift
         .iter()

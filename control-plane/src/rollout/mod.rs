@@ -134,6 +134,9 @@ pub struct RolloutRecord {
     pub stage: usize,
     /// When the current stage started (seconds since the epoch).
     pub stage_started_at: u64,
+    /// When every device of the current stage had applied or failed; the bake runs from here.
+    #[serde(default)]
+    pub settled_at: Option<u64>,
     /// When the rollout started (seconds since the epoch).
     pub started_at: u64,
     /// Devices moved to the candidate.
@@ -256,6 +259,7 @@ impl Rollouts {
             state: RolloutState::Running,
             stage: 0,
             stage_started_at: now,
+            settled_at: None,
             started_at: now,
             moved: BTreeMap::new(),
             stage_results: Vec::new(),
@@ -312,6 +316,7 @@ impl Rollouts {
                     rollout.state = RolloutState::Running;
                     rollout.reason = None;
                     rollout.stage_started_at = now_seconds();
+                    rollout.settled_at = None;
                     rollout.record("resumed", format!("stage {} bakes again", rollout.stage));
                 }
                 ("promote", RolloutState::Running | RolloutState::Paused) => {
