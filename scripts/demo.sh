@@ -2,7 +2,9 @@
 # Edgewise fleet demo, on embedded defaults: a control plane and two edge nodes on
 # 127.0.0.1. It trains two versions of the digits classifier, registers the nodes,
 # pushes and deploys v1, shows predictions from each node, then deploys v2 to the
-# same group and shows the nodes switched. No external service is needed.
+# same group and shows the nodes switched. Then ten simulated nodes replay the digits
+# data, and v2 reaches them through a canary rollout whose gates judge each stage.
+# No external service is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,5 +89,16 @@ echo "==> deploying v2 to group stores"
 edgewise deploy --group stores --model digits --version 2 --wait
 echo "==> POST /predict on each node again"
 predict
+
+echo "==> ten simulated nodes in group 'fleet' (one canary), replaying digits with labels"
+"$bin/edgewise-runtime" simulate --group fleet --count 10 --canaries 1 --prefix sim \
+  --data training/data/digits.csv.gz --rate 40 --shuffle --feedback --window 1s \
+  --data-dir "$work/simulation" >"$work/simulation.out" 2>"$work/simulation.log" &
+pids+=($!)
+wait_for_line "$work/simulation.out" "simulating" "$work/simulation.log" "${pids[-1]}"
+sleep 2
+edgewise deploy --group fleet --model digits --version 1 --wait >/dev/null
+echo "==> canary rollout of v2 to group fleet: stages 10% → 50% → 100%, 3 s bake each"
+edgewise rollout start --group fleet --model digits --version 2 --stages 10,50,100 --bake 3s --wait
 echo
-echo "demo finished: both nodes verified, downloaded and switched to digits v2"
+echo "demo finished: two nodes switched to digits v2 by deployment, ten by a gated canary rollout"

@@ -111,7 +111,7 @@ fn step(
                 "stage_passed",
                 format!(
                     "stage {} ({}%) passed every gate",
-                    rollout.stage, rollout.stages[rollout.stage]
+                    rollout.stage + 1, rollout.stages[rollout.stage]
                 ),
             );
             changed.extend(advance(deployer, rollout)?);
@@ -122,7 +122,7 @@ fn step(
                 .filter(|r| r.verdict == Verdict::Fail)
                 .map(|r| format!("{}: {}", r.name, r.detail))
                 .collect();
-            let reason = format!("stage {} failed {}", rollout.stage, failed.join("; "));
+            let reason = format!("stage {} failed {}", rollout.stage + 1, failed.join("; "));
             metrics::counter!("edgewise_rollout_gate_failures_total", "group" => rollout.group.clone()).increment(1);
             rollout.record("gate_failed", reason.clone());
             match rollout.on_failure {
@@ -197,7 +197,7 @@ fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<D
             "device_assigned",
             format!(
                 "{id} → version {} in stage {}",
-                rollout.version, rollout.stage
+                rollout.version, rollout.stage + 1
             ),
         );
         changed.push(device);
@@ -322,7 +322,7 @@ pub(super) fn advance(
             "stage_started",
             format!(
                 "stage {} ({}%)",
-                rollout.stage, rollout.stages[rollout.stage]
+                rollout.stage + 1, rollout.stages[rollout.stage]
             ),
         );
         return grow_cohort(deployer, rollout);

@@ -317,7 +317,7 @@ impl Rollouts {
                     rollout.reason = None;
                     rollout.stage_started_at = now_seconds();
                     rollout.settled_at = None;
-                    rollout.record("resumed", format!("stage {} bakes again", rollout.stage));
+                    rollout.record("resumed", format!("stage {} bakes again", rollout.stage + 1));
                 }
                 ("promote", RolloutState::Running | RolloutState::Paused) => {
                     rollout.state = RolloutState::Running;
@@ -325,7 +325,7 @@ impl Rollouts {
                         "promoted",
                         format!(
                             "stage {} passed by an operator, gates skipped",
-                            rollout.stage
+                            rollout.stage + 1
                         ),
                     );
                     moved_back = driver::advance(&self.deployer, &mut rollout)?;
