@@ -219,7 +219,7 @@ impl Deployer {
         version: &VersionRecord,
         deployment_id: &str,
     ) -> Result<()> {
-        self.assign_tagged(device, version, deployment_id, None)
+        self.assign_tagged(device, version, deployment_id, None, AssignmentMode::Active)
     }
 
     /// Signs a new assignment for `device`, naming the rollout stage it belongs to, and
@@ -230,6 +230,7 @@ impl Deployer {
         version: &VersionRecord,
         origin: &str,
         stage: Option<u32>,
+        mode: AssignmentMode,
     ) -> Result<()> {
         let (issued_at, expires_at) = Assignment::lifetime(SystemTime::now(), self.ttl);
         // A node refuses any seq at or below the last it saw, whoever sent that one.
@@ -251,7 +252,7 @@ impl Deployer {
             ],
             rollout_id: stage.map(|_| origin.to_owned()),
             stage,
-            mode: AssignmentMode::Active,
+            mode,
             issued_at,
             expires_at,
         };

@@ -41,6 +41,9 @@ pub struct ReportedState {
     pub active: Option<InstalledVersion>,
     /// The version kept for instant local fallback.
     pub previous: Option<InstalledVersion>,
+    /// A candidate running in shadow beside the active version (its answers are not served).
+    #[serde(default)]
+    pub shadow: Option<InstalledVersion>,
     /// The update phase.
     pub phase: UpdatePhase,
     /// The seq of the assignment this report is about (the last one seen).

@@ -186,6 +186,15 @@ impl Recorder {
             .record_error(latency_seconds);
     }
 
+    /// Records how a shadow candidate's classes compared with `model`'s.
+    pub fn record_shadow(&self, model: &ServingModel, shadow_version: u64, agreed: &[bool]) {
+        let mut guard = self.lock();
+        let window = Self::window_for(&mut guard, model);
+        for &same in agreed {
+            window.builder.record_shadow(shadow_version, same);
+        }
+    }
+
     /// Takes a true label for an earlier prediction of `model_name`.
     pub fn feedback(&self, model_name: &str, id: &str, label: &str) -> Result<bool, FeedbackError> {
         let mut guard = self.lock();

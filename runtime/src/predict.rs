@@ -17,7 +17,8 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::oip::{self, InferRequest, RequestInput};
 use crate::server::{
-    AppState, ServingModel, best_classes, finish_request, run_batch, serving_model,
+    AppState, ServingModel, best_classes, compare_in_shadow, finish_request, run_batch,
+    serving_model,
 };
 
 /// The request body: exactly one of `features` or `instances`.
@@ -157,6 +158,7 @@ async fn run_predict(
         &best,
         started.elapsed().as_secs_f64(),
     );
+    compare_in_shadow(state, inputs, best.len(), best.clone());
     let predictions = best
         .into_iter()
         .zip(probabilities.chunks(classes))

@@ -58,7 +58,10 @@ pub struct ServingModel {
 /// model it started with until it ends, so a swap never fails a request in flight; the
 /// old model's inference thread stops once its last request is answered.
 #[derive(Clone, Default)]
-pub struct ServingSlot(Arc<ArcSwapOption<ServingModel>>);
+pub struct ServingSlot {
+    active: Arc<ArcSwapOption<ServingModel>>,
+    shadow: Arc<ArcSwapOption<ServingModel>>,
+}
 
 impl ServingSlot {
     /// An empty slot: nothing is served until a model is installed.
@@ -68,12 +71,22 @@ impl ServingSlot {
 
     /// The model serving now, if any.
     pub fn current(&self) -> Option<Arc<ServingModel>> {
-        self.0.load_full()
+        self.active.load_full()
+    }
+
+    /// The candidate running in shadow, if any.
+    pub fn shadow(&self) -> Option<Arc<ServingModel>> {
+        self.shadow.load_full()
+    }
+
+    /// Sets (or clears) the shadow candidate.
+    pub fn install_shadow(&self, model: Option<ServingModel>) {
+        self.shadow.store(model.map(Arc::new));
     }
 
     /// Makes `model` the one new requests go to; returns the one it replaces.
     pub fn install(&self, model: ServingModel) -> Option<Arc<ServingModel>> {
-        self.0.swap(Some(Arc::new(model)))
+        self.active.swap(Some(Arc::new(model)))
     }
 }
 
@@ -306,6 +319,31 @@ pub(crate) fn finish_request(
     }
 }
 
+/// Runs the same inputs through the shadow candidate, if one is installed, off the
+/// request's path, and records whether it chose the same classes.
+pub(crate) fn compare_in_shadow(
+    state: &AppState,
+    inputs: Vec<f32>,
+    rows: usize,
+    classes: Vec<usize>,
+) {
+    let (Some(shadow), Some(active)) = (state.slot.shadow(), state.slot.current()) else {
+        return;
+    };
+    let recorder = state.recorder.clone();
+    tokio::spawn(async move {
+        if let Ok(probabilities) = shadow.batcher.predict(inputs, rows).await {
+            let shadow_classes = best_classes(&probabilities, shadow.labels.len());
+            let agreed: Vec<bool> = classes
+                .iter()
+                .zip(&shadow_classes)
+                .map(|(a, b)| a == b)
+                .collect();
+            recorder.record_shadow(&active, shadow.version, &agreed);
+        }
+    });
+}
+
 /// Runs a decoded batch through the model's batcher, mapping failures to HTTP errors.
 pub(crate) async fn run_batch(
     serving: &ServingModel,
@@ -365,6 +403,7 @@ async fn run_infer(
         &classes,
         started.elapsed().as_secs_f64(),
     );
+    compare_in_shadow(state, inputs, rows, classes);
     let response = build_response(model, &request, &probabilities, rows);
     let wants_binary = |name: &str| binary::wants_binary(&request, name);
     if response

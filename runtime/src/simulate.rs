@@ -358,6 +358,12 @@ async fn replay_loop(
                     &classes,
                     started.elapsed().as_secs_f64(),
                 );
+                if let Some(shadow) = slot.shadow()
+                    && let Ok(candidate) = shadow.batcher.predict(values.clone(), 1).await
+                {
+                    let shadow_classes = best_classes(&candidate, shadow.labels.len());
+                    recorder.record_shadow(&model, shadow.version, &[shadow_classes == classes]);
+                }
                 if options.feedback {
                     let _ = recorder.feedback(&model.info.name, &id, &replay.labels[row]);
                 }

@@ -265,6 +265,47 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
     );
     wait_all_on(&plane, 2);
 
+    // In a shadow stage the bad version runs beside v2 on the canaries and is never
+    // served; its disagreement halts it.
+    let out = plane.cli(&[
+        "--json",
+        "rollout",
+        "start",
+        "--group",
+        "fleet",
+        "--model",
+        "digits",
+        "--version",
+        "3",
+        "--stages",
+        "10,100",
+        "--bake",
+        "2s",
+        "--shadow",
+    ]);
+    let shadowed: Value = serde_json::from_str(&out).expect("rollout JSON");
+    let shadowed = shadowed["id"].as_str().expect("id").to_string();
+    let record = finish(&plane, &shadowed);
+    assert_eq!(record["state"], "rolled_back", "{record:#}");
+    let agreement = record["stage_results"][0]["gates"]
+        .as_array()
+        .expect("gates")
+        .iter()
+        .find(|g| g["name"] == "shadow_agreement")
+        .cloned()
+        .expect("a shadow agreement gate");
+    assert_eq!(agreement["verdict"], "fail", "{agreement:#}");
+    assert!(
+        agreement["numbers"]["agreement"]
+            .as_f64()
+            .expect("agreement")
+            < 0.9
+    );
+    wait_all_on(&plane, 2);
+    for (id, _, previous) in versions(&plane) {
+        assert_ne!(previous, 3, "{id} served the shadowed version");
+    }
+
     // Killing the control plane mid-rollout: the restarted one carries on from its stage.
     let resumed = start(&plane, "1", "3s");
     wait_for(

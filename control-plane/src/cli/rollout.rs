@@ -40,6 +40,10 @@ pub enum RolloutCommand {
         /// What a failed gate does.
         #[arg(long, value_enum, default_value = "rollback")]
         on_failure: FailureChoice,
+        /// Run the first stage in shadow: the candidate runs beside the active model
+        /// and its agreement is judged, without serving its answers.
+        #[arg(long)]
+        shadow: bool,
         /// Wait until the rollout completes or halts.
         #[arg(long)]
         wait: bool,
@@ -96,6 +100,7 @@ pub async fn run(api: &ApiClient, json: bool, command: RolloutCommand) -> Result
             bake,
             gates,
             on_failure,
+            shadow,
             wait,
             timeout,
         } => {
@@ -116,7 +121,7 @@ pub async fn run(api: &ApiClient, json: bool, command: RolloutCommand) -> Result
             };
             let body = json!({
                 "group": group, "model": model, "version": version, "stages": stages,
-                "bake_seconds": bake.as_secs(), "gates": gates, "on_failure": on_failure,
+                "bake_seconds": bake.as_secs(), "gates": gates, "on_failure": on_failure, "shadow": shadow,
             });
             let mut rollout: RolloutRecord = api
                 .send_json(Method::POST, "/api/v1/rollouts", &body)

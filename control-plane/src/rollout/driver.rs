@@ -7,6 +7,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use edgewise_core::assignment::AssignmentMode;
+
 use super::cohort;
 use super::gates::{self, Evidence, UpdateOutcome, Verdict};
 use super::{RolloutRecord, RolloutState, StageRecord, now_rfc3339, now_seconds};
@@ -111,7 +113,8 @@ fn step(
                 "stage_passed",
                 format!(
                     "stage {} ({}%) passed every gate",
-                    rollout.stage + 1, rollout.stages[rollout.stage]
+                    rollout.stage + 1,
+                    rollout.stages[rollout.stage]
                 ),
             );
             changed.extend(advance(deployer, rollout)?);
@@ -138,6 +141,16 @@ fn step(
         }
     }
     Ok(changed)
+}
+
+/// Whether the current stage runs the candidate in shadow (the first stage of a
+/// shadow rollout) or serves it.
+fn stage_mode(rollout: &RolloutRecord) -> AssignmentMode {
+    if rollout.shadow && rollout.stage == 0 {
+        AssignmentMode::Shadow
+    } else {
+        AssignmentMode::Active
+    }
 }
 
 /// Adds online devices, in cohort order, until the stage holds its share of the group.
@@ -184,6 +197,7 @@ fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<D
             &candidate,
             &rollout.id,
             Some(rollout.stage as u32),
+            stage_mode(rollout),
         )?;
         rollout.moved.insert(
             id.clone(),
@@ -197,7 +211,8 @@ fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<D
             "device_assigned",
             format!(
                 "{id} → version {} in stage {}",
-                rollout.version, rollout.stage + 1
+                rollout.version,
+                rollout.stage + 1
             ),
         );
         changed.push(device);
@@ -217,9 +232,11 @@ fn update_outcome(deployer: &Deployer, rollout: &RolloutRecord, now: u64) -> Res
     for (id, moved) in &rollout.moved {
         let device = deployer.store().devices.get(id)?;
         let reported = device.as_ref().and_then(|d| d.reported.as_ref());
+        let shadow = stage_mode(rollout) == AssignmentMode::Shadow;
         let applied = reported.is_some_and(|r| {
+            let running = if shadow { &r.shadow } else { &r.active };
             r.applied_seq >= moved.seq
-                && r.active
+                && running
                     .as_ref()
                     .is_some_and(|a| a.version == rollout.version)
         });
@@ -252,12 +269,19 @@ fn judge(
     })?;
     // Judge only what happened after the stage settled.
     let since = rollout.settled_at.unwrap_or(rollout.stage_started_at);
+    let shadow = stage_mode(rollout) == AssignmentMode::Shadow;
     let canary: Vec<_> = group_windows
         .iter()
+        .filter(|s| rollout.moved.contains_key(&s.window.device_id) && s.received_at >= since)
         .filter(|s| {
-            s.window.version == rollout.version
-                && rollout.moved.contains_key(&s.window.device_id)
-                && s.received_at >= since
+            if shadow {
+                s.window
+                    .shadow
+                    .as_ref()
+                    .is_some_and(|w| w.version == rollout.version)
+            } else {
+                s.window.version == rollout.version
+            }
         })
         .map(|s| &s.window)
         .collect();
@@ -303,7 +327,7 @@ fn judge(
         canary,
         baseline,
         profile: &record.manifest.profile,
-        shadow: false,
+        shadow,
     };
     Ok(gates::judge(&rollout.gates, &evidence))
 }
@@ -314,6 +338,27 @@ pub(super) fn advance(
     deployer: &Deployer,
     rollout: &mut RolloutRecord,
 ) -> Result<Vec<DeviceRecord>> {
+    let mut changed = Vec::new();
+    if stage_mode(rollout) == AssignmentMode::Shadow {
+        // The shadow stage passed: its devices now serve the candidate.
+        let candidate = deployer
+            .registry()
+            .resolve(&rollout.model, &rollout.version.to_string())?;
+        for (id, moved) in rollout.moved.iter_mut() {
+            if let Some(mut device) = deployer.store().devices.get(id)? {
+                deployer.assign_tagged(
+                    &mut device,
+                    &candidate,
+                    &rollout.id,
+                    Some(1),
+                    AssignmentMode::Active,
+                )?;
+                moved.seq = device.seq;
+                moved.assigned_at = now_seconds();
+                changed.push(device);
+            }
+        }
+    }
     if rollout.stage + 1 < rollout.stages.len() {
         rollout.stage += 1;
         rollout.stage_started_at = now_seconds();
@@ -322,10 +367,12 @@ pub(super) fn advance(
             "stage_started",
             format!(
                 "stage {} ({}%)",
-                rollout.stage + 1, rollout.stages[rollout.stage]
+                rollout.stage + 1,
+                rollout.stages[rollout.stage]
             ),
         );
-        return grow_cohort(deployer, rollout);
+        changed.extend(grow_cohort(deployer, rollout)?);
+        return Ok(changed);
     }
     // The last stage passed: every remaining device of the group (offline ones too,
     // which apply it when they return) gets the candidate, and it becomes the target.
@@ -333,7 +380,6 @@ pub(super) fn advance(
     let candidate = deployer
         .registry()
         .resolve(&rollout.model, &rollout.version.to_string())?;
-    let mut changed = Vec::new();
     for mut device in store
         .devices
         .all()?
@@ -346,6 +392,7 @@ pub(super) fn advance(
                 &candidate,
                 &rollout.id,
                 Some(rollout.stage as u32),
+                AssignmentMode::Active,
             )?;
             rollout.moved.insert(
                 device.id.clone(),
@@ -396,6 +443,7 @@ pub(super) fn roll_back(
                 &baseline,
                 &rollout.id,
                 Some(rollout.stage as u32),
+                AssignmentMode::Active,
             )?;
             changed.push(device);
         }

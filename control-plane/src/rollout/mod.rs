@@ -66,6 +66,10 @@ pub struct NewRollout {
     /// What a failed gate does.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Run the first stage in shadow: its devices run the candidate beside the active
+    /// model on the same inputs, never serving it, and its agreement is the gate.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// A device moved to the candidate.
@@ -128,6 +132,9 @@ pub struct RolloutRecord {
     pub gates: GateConfig,
     /// What a failed gate does.
     pub on_failure: OnFailure,
+    /// Whether the first stage runs in shadow.
+    #[serde(default)]
+    pub shadow: bool,
     /// Where it is.
     pub state: RolloutState,
     /// The current stage index.
@@ -256,6 +263,7 @@ impl Rollouts {
             bake_seconds: request.bake_seconds,
             gates: request.gates.clone().unwrap_or_default(),
             on_failure: request.on_failure,
+            shadow: request.shadow,
             state: RolloutState::Running,
             stage: 0,
             stage_started_at: now,
@@ -317,7 +325,10 @@ impl Rollouts {
                     rollout.reason = None;
                     rollout.stage_started_at = now_seconds();
                     rollout.settled_at = None;
-                    rollout.record("resumed", format!("stage {} bakes again", rollout.stage + 1));
+                    rollout.record(
+                        "resumed",
+                        format!("stage {} bakes again", rollout.stage + 1),
+                    );
                 }
                 ("promote", RolloutState::Running | RolloutState::Paused) => {
                     rollout.state = RolloutState::Running;

@@ -13,7 +13,7 @@ pub mod telemetry;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use edgewise_core::assignment::{Assignment, SignedAssignment};
+use edgewise_core::assignment::{Assignment, AssignmentMode, SignedAssignment};
 use edgewise_core::bundle::sha256_hex;
 use edgewise_core::keys::TrustStore;
 use edgewise_core::node_config::NodeConfig;
@@ -87,6 +87,7 @@ impl Agent {
             device_id: config.device_id.clone(),
             active: store.active()?,
             previous: store.previous()?,
+            shadow: store.shadow()?,
             phase: UpdatePhase::Idle,
             seq: store.last_seen()?.map_or(0, |seen| seen.seq),
             applied_seq: store.applied_seq()?,
@@ -218,13 +219,15 @@ impl Agent {
             version: assignment.version,
             bundle_sha256: assignment.bundle_sha256.clone(),
         };
+        let shadow = assignment.mode == AssignmentMode::Shadow;
         let current = self
             .slot
             .current()
             .is_some()
             .then(|| self.store.active().ok().flatten())
             .flatten();
-        if current.as_ref() == Some(&wanted) {
+        if !shadow && current.as_ref() == Some(&wanted) {
+            self.end_shadow()?;
             self.store
                 .activate(&wanted, assignment.seq)
                 .map_err(|e| e.to_string())?;
@@ -253,12 +256,29 @@ impl Agent {
                 loaded.manifest.name, loaded.manifest.version, assignment.model, assignment.version
             ));
         }
+        if shadow {
+            let model = start_serving(loaded, self.options.batching)
+                .map_err(|e| format!("cannot start the shadow inference thread: {e}"))?;
+            self.slot.install_shadow(Some(model));
+            self.store
+                .set_shadow(Some(&wanted), Some(assignment.seq))
+                .map_err(|e| e.to_string())?;
+            tracing::info!(model = %wanted.model, version = wanted.version, "running in shadow");
+            return Ok(true);
+        }
         self.serve(loaded)?;
+        self.end_shadow()?;
         self.store
             .activate(&wanted, assignment.seq)
             .map_err(|e| e.to_string())?;
         tracing::info!(model = %wanted.model, version = wanted.version, "now serving");
         Ok(true)
+    }
+
+    /// Stops any shadow candidate: an active assignment replaces shadow mode.
+    fn end_shadow(&self) -> Result<(), String> {
+        self.slot.install_shadow(None);
+        self.store.set_shadow(None, None).map_err(|e| e.to_string())
     }
 
     /// Fetches the bundle into the store, trying each location and retrying broken
@@ -350,6 +370,7 @@ impl Agent {
     fn report(&self, phase: UpdatePhase, seq: Option<u64>, failure: Option<String>) {
         let active = self.store.active().ok().flatten();
         let previous = self.store.previous().ok().flatten();
+        let shadow = self.store.shadow().ok().flatten();
         let applied_seq = self.store.applied_seq().unwrap_or(0);
         self.reports.send_modify(|state| {
             state.phase = phase;
@@ -359,6 +380,7 @@ impl Agent {
             state.failure = failure;
             state.active = active;
             state.previous = previous;
+            state.shadow = shadow;
             state.applied_seq = applied_seq;
             state.reported_at = now_rfc3339();
         });

@@ -12,6 +12,8 @@ use thiserror::Error;
 const ACTIVE: &str = "active";
 /// sled key of the previous version.
 const PREVIOUS: &str = "previous";
+/// sled key of the shadow version.
+const SHADOW: &str = "shadow";
 /// sled key of the last seen assignment.
 const LAST_SEEN: &str = "last_seen";
 /// sled key of the highest applied seq.
@@ -102,6 +104,30 @@ impl NodeStore {
         self.get(PREVIOUS)
     }
 
+    /// The version running in shadow, if any.
+    pub fn shadow(&self) -> Result<Option<InstalledVersion>, StoreError> {
+        self.get(SHADOW)
+    }
+
+    /// Records the shadow version (applied under `seq`), or none.
+    pub fn set_shadow(
+        &self,
+        version: Option<&InstalledVersion>,
+        seq: Option<u64>,
+    ) -> Result<(), StoreError> {
+        match version {
+            Some(version) => self.put(SHADOW, version)?,
+            None => {
+                self.state.remove(SHADOW)?;
+            }
+        }
+        if let Some(seq) = seq {
+            self.put(APPLIED_SEQ, &seq)?;
+        }
+        self.state.flush()?;
+        Ok(())
+    }
+
     /// The last assignment acted on.
     pub fn last_seen(&self) -> Result<Option<SeenAssignment>, StoreError> {
         self.get(LAST_SEEN)
@@ -137,7 +163,7 @@ impl NodeStore {
 
     /// Deletes installed bundles other than the active and previous ones.
     fn remove_stale_bundles(&self) -> Result<(), StoreError> {
-        let keep: Vec<String> = [self.active()?, self.previous()?]
+        let keep: Vec<String> = [self.active()?, self.previous()?, self.shadow()?]
             .into_iter()
             .flatten()
             .map(|version| format!("{}.bundle", version.bundle_sha256))
