@@ -136,10 +136,8 @@ impl Recorder {
             .open
             .as_ref()
             .is_some_and(|open| open.builder.model() == (model.info.name.as_str(), version));
-        if !same {
-            if let Some(old) = state.open.take() {
-                state.finished.push(old);
-            }
+        if !same && let Some(old) = state.open.take() {
+            state.finished.push(old);
         }
         state.open.get_or_insert_with(|| OpenWindow {
             profile: model.profile.clone(),
