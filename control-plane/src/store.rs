@@ -211,34 +211,30 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
-        self.tree
-            .scan_prefix(prefix)
-            .map(|entry| {
-                let (key, bytes) = entry?;
-                let key = String::from_utf8_lossy(&key).into_owned();
-                let value = decode(&key, &bytes)?;
-                Ok((key, value))
-            })
-            .collect()
+        decode_all(self.tree.scan_prefix(prefix))
     }
 
     /// Every record whose key sorts at or after `start`, in key order.
     pub fn scan_from(&self, start: &str) -> Result<Vec<(String, T)>, StoreError> {
-        self.tree
-            .range(start.as_bytes()..)
-            .map(|entry| {
-                let (key, bytes) = entry?;
-                let key = String::from_utf8_lossy(&key).into_owned();
-                let value = decode(&key, &bytes)?;
-                Ok((key, value))
-            })
-            .collect()
+        decode_all(self.tree.range(start.as_bytes()..))
     }
 
     /// Every record, in key order.
     pub fn all(&self) -> Result<Vec<T>, StoreError> {
         Ok(self.scan("")?.into_iter().map(|(_, value)| value).collect())
     }
+}
+
+/// Decodes every entry of a sled iterator.
+fn decode_all<T: DeserializeOwned>(entries: sled::Iter) -> Result<Vec<(String, T)>, StoreError> {
+    entries
+        .map(|entry| {
+            let (key, bytes) = entry?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let value = decode(&key, &bytes)?;
+            Ok((key, value))
+        })
+        .collect()
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {

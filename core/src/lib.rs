@@ -11,6 +11,7 @@ pub mod assignment;
 pub mod bundle;
 pub mod capture;
 pub mod drift;
+pub mod json;
 pub mod keys;
 pub mod manifest;
 pub mod node_config;

@@ -65,14 +65,6 @@ pub struct ReportedState {
 impl ReportedState {
     /// Parses a report, refusing anything over [`MAX_REPORTED_BYTES`]; the error names the field.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() > MAX_REPORTED_BYTES {
-            return Err(format!(
-                "report is {} bytes, the limit is {MAX_REPORTED_BYTES}",
-                bytes.len()
-            ));
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(deserializer)
-            .map_err(|e| format!("report at `{}`: {}", e.path(), e.inner()))
+        crate::json::parse_bounded(bytes, MAX_REPORTED_BYTES, "report")
     }
 }

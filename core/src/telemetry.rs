@@ -98,15 +98,7 @@ pub struct TelemetryWindow {
 impl TelemetryWindow {
     /// Parses a window, refusing anything over [`MAX_WINDOW_BYTES`]; errors name the field.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() > MAX_WINDOW_BYTES {
-            return Err(format!(
-                "window is {} bytes, the limit is {MAX_WINDOW_BYTES}",
-                bytes.len()
-            ));
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(deserializer)
-            .map_err(|e| format!("window at `{}`: {}", e.path(), e.inner()))
+        crate::json::parse_bounded(bytes, MAX_WINDOW_BYTES, "window")
     }
 
     /// Accuracy over the labelled predictions, if any.

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{ControlPlane, Simulator, Training, bundles, data_file, wait_for};
+use common::{ControlPlane, Simulator, Training, bundles, data_file, wait_for, wait_online};
 use serde_json::Value;
 
 const NODES: usize = 20;
@@ -149,16 +149,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
             "4:25ms",
         ],
     );
-    wait_for("20 simulated nodes online", Duration::from_secs(60), || {
-        let devices = plane.get("/api/v1/devices");
-        (devices
-            .as_array()?
-            .iter()
-            .filter(|d| d["online"] == true)
-            .count()
-            == NODES)
-            .then_some(())
-    });
+    wait_online(&plane, NODES);
     plane.cli(&[
         "deploy",
         "--group",

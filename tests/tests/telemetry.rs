@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{
     ControlPlane, LabelColumn, Node, Simulator, Training, bundles, data_file, metric_value, text,
-    wait_for,
+    wait_for, wait_online,
 };
 use serde_json::{Value, json};
 
@@ -185,16 +185,7 @@ fn drift_on_rainfall_is_flagged_only_where_it_happened() {
         &data,
         &args("12000.."),
     );
-    wait_for("6 simulated nodes online", Duration::from_secs(60), || {
-        let devices = plane.get("/api/v1/devices");
-        (devices
-            .as_array()?
-            .iter()
-            .filter(|d| d["online"] == true)
-            .count()
-            == 6)
-            .then_some(())
-    });
+    wait_online(&plane, 6);
     for group in ["past", "recent"] {
         plane.cli(&[
             "deploy",

@@ -478,7 +478,7 @@ mod tests {
             Verdict::Pass
         );
         let fast: Vec<f64> = (0..50).map(|i| 0.001 + i as f64 * 1e-6).collect();
-        let slow: Vec<f64> = fast.iter().map(|v| v * 3.0).collect();
+        let slow: Vec<f64> = fast.iter().map(|v| v * 4.0).collect();
         assert_eq!(latency_gate(&config, &slow, &fast).verdict, Verdict::Fail);
         assert_eq!(latency_gate(&config, &fast, &fast).verdict, Verdict::Pass);
         assert_eq!(

@@ -419,6 +419,24 @@ fn stop(child: &mut Option<Child>) {
     }
 }
 
+/// Waits until `count` devices are online.
+pub fn wait_online(plane: &ControlPlane, count: usize) {
+    wait_for(
+        &format!("{count} devices online"),
+        Duration::from_secs(60),
+        || {
+            let devices = plane.get("/api/v1/devices");
+            (devices
+                .as_array()?
+                .iter()
+                .filter(|d| d["online"] == true)
+                .count()
+                == count)
+                .then_some(())
+        },
+    );
+}
+
 /// Starts a node per config and waits until the control plane sees them all online.
 pub fn start_nodes(plane: &ControlPlane, configs: &[PathBuf]) -> Vec<Node> {
     let nodes: Vec<Node> = configs.iter().map(|config| Node::start(config)).collect();
