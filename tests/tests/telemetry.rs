@@ -11,6 +11,9 @@ use common::{
     ControlPlane, LabelColumn, Node, Simulator, Training, bundles, data_file, metric_value, text,
     wait_for, wait_online,
 };
+use edgewise_control_plane::telemetry_store::feature_drift;
+use edgewise_core::bundle::Bundle;
+use edgewise_core::telemetry::TelemetryWindow;
 use serde_json::{Value, json};
 
 /// Sends infer requests with ids, and a label for each, until stopped.
@@ -125,18 +128,35 @@ fn windows_produced_offline_arrive_once_after_the_reconnect() {
     );
 }
 
-/// Per-window drift alerts: the share of windows with any feature over the PSI line.
-fn window_alert_rate(windows: &Value) -> f64 {
-    let windows = windows.as_array().expect("windows");
-    let alerts = windows
-        .iter()
-        .filter(|w| {
-            w["window"]["features"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|f| f["psi"].as_f64().is_some_and(|p| p > 0.2)))
-        })
-        .count();
-    alerts as f64 / windows.len().max(1) as f64
+/// Devices' windows in slices of `windows_per_slice` consecutive windows (about 250
+/// examples each here): the share of slices whose pooled drift check flags a feature.
+fn slice_alert_rate(
+    windows: &Value,
+    profile: &edgewise_core::profile::DataProfile,
+    windows_per_slice: usize,
+) -> (f64, usize) {
+    let mut per_device: std::collections::BTreeMap<String, Vec<TelemetryWindow>> =
+        Default::default();
+    for stored in windows.as_array().expect("windows") {
+        let window: TelemetryWindow =
+            serde_json::from_value(stored["window"].clone()).expect("window");
+        per_device
+            .entry(window.device_id.clone())
+            .or_default()
+            .push(window);
+    }
+    let (mut slices, mut alerts) = (0, 0);
+    for windows in per_device.values() {
+        for slice in windows.chunks_exact(windows_per_slice) {
+            slices += 1;
+            alerts += usize::from(
+                feature_drift(slice.iter(), profile)
+                    .iter()
+                    .any(|f| f.drifted),
+            );
+        }
+    }
+    (alerts as f64 / slices.max(1) as f64, slices)
 }
 
 #[test]
@@ -198,12 +218,12 @@ fn drift_on_rainfall_is_flagged_only_where_it_happened() {
             "--wait",
         ]);
     }
-    wait_for("20 windows per group", Duration::from_secs(60), || {
+    wait_for("45 windows per group", Duration::from_secs(90), || {
         let enough = ["past", "recent"].iter().all(|g| {
             plane.get(&format!("/api/v1/telemetry?group={g}"))["windows"]
                 .as_u64()
                 .unwrap_or(0)
-                >= 20
+                >= 45
         });
         enough.then_some(())
     });
@@ -229,9 +249,26 @@ fn drift_on_rainfall_is_flagged_only_where_it_happened() {
             "{feature} not flagged on rows 12,000+: {recent_flags:?}"
         );
     }
+    let profile = Bundle::open(&std::fs::read(&path).expect("bundle"))
+        .expect("bundle")
+        .manifest
+        .profile;
+    let (false_alarms, past_slices) = slice_alert_rate(
+        &plane.get("/api/v1/telemetry/windows?group=past"),
+        &profile,
+        5,
+    );
+    let (detections, recent_slices) = slice_alert_rate(
+        &plane.get("/api/v1/telemetry/windows?group=recent"),
+        &profile,
+        5,
+    );
     eprintln!(
-        "drift: per-window alert rate {:.3} on rows 0-11,999 (false alarms), {:.3} on rows 12,000+ (detections); flagged {recent_flags:?}",
-        window_alert_rate(&plane.get("/api/v1/telemetry/windows?group=past")),
-        window_alert_rate(&plane.get("/api/v1/telemetry/windows?group=recent")),
+        "drift: alerts on {false_alarms:.3} of {past_slices} five-window slices of rows 0-11,999 (false alarms), \
+         {detections:.3} of {recent_slices} of rows 12,000+ (detections); whole-range flags {recent_flags:?}"
+    );
+    assert!(
+        detections > false_alarms,
+        "slices of drifted data must alert more often"
     );
 }
