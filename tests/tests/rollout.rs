@@ -46,25 +46,27 @@ fn rollout(plane: &ControlPlane, id: &str) -> Value {
     plane.get(&format!("/api/v1/rollouts/{id}"))
 }
 
-/// Starts a rollout and returns its id.
-fn start(plane: &ControlPlane, version: &str, bake: &str) -> String {
-    let out = plane.cli(&[
-        "--json",
-        "rollout",
-        "start",
-        "--group",
-        "fleet",
-        "--model",
-        "digits",
-        "--version",
-        version,
-        "--stages",
-        "10,50,100",
-        "--bake",
-        bake,
-    ]);
+/// Starts a rollout over `stages` with `extra` flags and returns its id.
+fn start_with(
+    plane: &ControlPlane,
+    version: &str,
+    stages: &str,
+    bake: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec![
+        "--json", "rollout", "start", "--group", "fleet", "--model", "digits",
+    ];
+    args.extend(["--version", version, "--stages", stages, "--bake", bake]);
+    args.extend(extra);
+    let out = plane.cli(&args);
     let record: Value = serde_json::from_str(&out).expect("rollout JSON");
     record["id"].as_str().expect("id").to_string()
+}
+
+/// Starts a 10/50/100 rollout and returns its id.
+fn start(plane: &ControlPlane, version: &str, bake: &str) -> String {
+    start_with(plane, version, "10,50,100", bake, &[])
 }
 
 /// Waits until the rollout leaves `running`; returns it.
@@ -258,24 +260,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
 
     // In a shadow stage the bad version runs beside v2 on the canaries and is never
     // served; its disagreement halts it.
-    let out = plane.cli(&[
-        "--json",
-        "rollout",
-        "start",
-        "--group",
-        "fleet",
-        "--model",
-        "digits",
-        "--version",
-        "3",
-        "--stages",
-        "10,100",
-        "--bake",
-        "2s",
-        "--shadow",
-    ]);
-    let shadowed: Value = serde_json::from_str(&out).expect("rollout JSON");
-    let shadowed = shadowed["id"].as_str().expect("id").to_string();
+    let shadowed = start_with(&plane, "3", "10,100", "2s", &["--shadow"]);
     let record = finish(&plane, &shadowed);
     assert_eq!(record["state"], "rolled_back", "{record:#}");
     let agreement = record["stage_results"][0]["gates"]
