@@ -27,6 +27,16 @@ impl ApiClient {
             .await
     }
 
+    /// The id of the newest item listed at `path` (lists are newest first), naming
+    /// `what` when there is none.
+    pub async fn newest_id(&self, path: &str, what: &str) -> Result<String> {
+        let all: Vec<serde_json::Value> = self.get(path).await?;
+        all.first()
+            .and_then(|item| item["id"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no {what} yet"))
+    }
+
     /// `method path` with a JSON body.
     pub async fn send_json<T: DeserializeOwned, B: Serialize>(
         &self,

@@ -21,7 +21,6 @@ use crate::deploy::{DeploymentStatus, DeviceProgress};
 use crate::fleet::{DeviceView, GroupView, MosquittoFiles, RegisteredDevice};
 use crate::registry::{ModelSummary, VersionView};
 use crate::server::{self, BrokerChoice, ServeOptions};
-use crate::store::DeploymentRecord;
 use client::ApiClient;
 use render::{or_dash, table};
 
@@ -294,12 +293,7 @@ pub async fn run(
         Command::Status { deployment } => {
             let id = match deployment {
                 Some(id) => id,
-                None => {
-                    let all: Vec<DeploymentRecord> = api.get("/api/v1/deployments").await?;
-                    all.first()
-                        .map(|d| d.id.clone())
-                        .ok_or_else(|| anyhow!("no deployments yet"))?
-                }
+                None => api.newest_id("/api/v1/deployments", "deployments").await?,
             };
             let status: DeploymentStatus = api.get(&format!("/api/v1/deployments/{id}")).await?;
             print_status(json, &status);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
@@ -141,12 +141,7 @@ pub async fn run(api: &ApiClient, json: bool, command: RolloutCommand) -> Result
         RolloutCommand::Status { id } => {
             let id = match id {
                 Some(id) => id,
-                None => {
-                    let all: Vec<RolloutRecord> = api.get("/api/v1/rollouts").await?;
-                    all.first()
-                        .map(|r| r.id.clone())
-                        .ok_or_else(|| anyhow!("no rollouts yet"))?
-                }
+                None => api.newest_id("/api/v1/rollouts", "rollouts").await?,
             };
             let rollout: RolloutRecord = api.get(&format!("/api/v1/rollouts/{id}")).await?;
             print(json, &rollout);
