@@ -219,6 +219,14 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         decode_all(self.tree.range(start.as_bytes()..))
     }
 
+    /// The greatest key, if the table holds any record.
+    pub fn last_key(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .last()?
+            .map(|(key, _)| String::from_utf8_lossy(&key).into_owned()))
+    }
+
     /// Every record, in key order.
     pub fn all(&self) -> Result<Vec<T>, StoreError> {
         Ok(self.scan("")?.into_iter().map(|(_, value)| value).collect())

@@ -104,10 +104,10 @@ pub struct TelemetrySummary {
 /// The telemetry store.
 #[derive(Clone)]
 pub struct TelemetryStore {
-    store: Store,
+    pub(crate) store: Store,
     windows: Table<StoredWindow>,
     /// `{received_at:010}/{device}/{seq:020}` → the window's key, for time-range queries.
-    by_time: Table<String>,
+    pub(crate) by_time: Table<String>,
     captures: Table<CaptureRecord>,
 }
 
@@ -156,11 +156,19 @@ impl TelemetryStore {
         metrics::counter!("edgewise_telemetry_windows_ingested_total").increment(1);
         metrics::counter!("edgewise_fleet_requests_total", "model" => window.model.clone(), "version" => window.version.to_string()).increment(window.requests);
         metrics::counter!("edgewise_fleet_request_errors_total", "model" => window.model.clone(), "version" => window.version.to_string()).increment(window.errors);
+        if let Ok(ended) = humantime::parse_rfc3339_weak(&window.ended_at) {
+            let lag = SystemTime::now()
+                .duration_since(ended)
+                .unwrap_or(Duration::ZERO);
+            metrics::histogram!("edgewise_telemetry_ingest_lag_seconds").record(lag.as_secs_f64());
+        }
         let stored = StoredWindow {
             group: group.to_owned(),
             received_at: now_seconds(),
             window,
         };
+        metrics::gauge!("edgewise_telemetry_last_received_timestamp_seconds")
+            .set(stored.received_at as f64);
         self.by_time
             .put(&format!("{:010}/{key}", stored.received_at), &key)?;
         self.windows.put(&key, &stored)?;
@@ -225,11 +233,28 @@ impl TelemetryStore {
             .iter()
             .map(|s| (s.window.model.clone(), s.window.version))
             .collect();
-        if let [(model, version)] = versions.into_iter().collect::<Vec<_>>().as_slice()
-            && let Some(record) = self.store.versions.get(&version_key(model, *version))?
-        {
-            summary.features =
-                feature_drift(windows.iter().map(|s| &s.window), &record.manifest.profile);
+        if let [(model, version)] = versions.into_iter().collect::<Vec<_>>().as_slice() {
+            self.add_drift(
+                &mut summary,
+                model,
+                *version,
+                windows.iter().map(|s| &s.window),
+            )?;
+        }
+        Ok(summary)
+    }
+
+    /// Fills in `summary`'s per-feature drift from `windows`, all of `model` `version`,
+    /// against that version's reference profile.
+    pub(crate) fn add_drift<'a>(
+        &self,
+        summary: &mut TelemetrySummary,
+        model: &str,
+        version: u64,
+        windows: impl Iterator<Item = &'a TelemetryWindow>,
+    ) -> Result<()> {
+        if let Some(record) = self.store.versions.get(&version_key(model, version))? {
+            summary.features = feature_drift(windows, &record.manifest.profile);
             summary.drifted_features = summary
                 .features
                 .iter()
@@ -237,7 +262,7 @@ impl TelemetryStore {
                 .map(|f| f.name.clone())
                 .collect();
         }
-        Ok(summary)
+        Ok(())
     }
 
     /// Deletes windows and captures older than `retention`; returns how many windows went.

@@ -271,6 +271,7 @@ impl Recorder {
             closed.window_seq = next_seq();
             closed.captures = std::mem::take(&mut captures);
             closed.late_labels = std::mem::take(&mut late_labels);
+            crate::telemetry::window_drift(&closed);
             windows.push(closed);
         }
         windows

@@ -2,6 +2,8 @@
 
 use std::sync::{Mutex, OnceLock};
 
+use edgewise_core::reported::UpdatePhase;
+use edgewise_core::telemetry::TelemetryWindow;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds, from 50 µs to 2.5 s.
@@ -77,4 +79,94 @@ fn model_info([name, version, device, signer]: &[String; 4]) -> metrics::Gauge {
         "device" => device.clone(),
         "signer" => signer.clone()
     )
+}
+
+/// Every update phase, for zeroing the ones the agent is not in.
+const PHASES: [UpdatePhase; 5] = [
+    UpdatePhase::Idle,
+    UpdatePhase::Downloading,
+    UpdatePhase::Verifying,
+    UpdatePhase::Applied,
+    UpdatePhase::Failed,
+];
+
+/// Sets `edgewise_update_phase` to 1 for `current` and 0 for the other phases.
+pub fn update_phase(current: UpdatePhase) {
+    metrics::describe_gauge!(
+        "edgewise_update_phase",
+        "1 for the agent's current update phase, 0 for the others."
+    );
+    for phase in PHASES {
+        let name = serde_json::to_value(phase)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        metrics::gauge!("edgewise_update_phase", "phase" => name).set(if phase == current {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// Sets the per-feature drift gauges from a window just closed.
+pub fn window_drift(window: &TelemetryWindow) {
+    metrics::describe_gauge!(
+        "edgewise_feature_drift_psi",
+        "PSI of the last closed telemetry window's inputs against the reference profile."
+    );
+    metrics::describe_gauge!(
+        "edgewise_feature_drift_ks_statistic",
+        "KS statistic of the last closed window's inputs against the reference profile."
+    );
+    let version = window.version.to_string();
+    for feature in &window.features {
+        let labels = [
+            ("model", window.model.clone()),
+            ("version", version.clone()),
+            ("feature", feature.name.clone()),
+        ];
+        if let Some(psi) = feature.psi {
+            metrics::gauge!("edgewise_feature_drift_psi", &labels).set(psi);
+        }
+        if let Some(statistic) = feature.ks_statistic {
+            metrics::gauge!("edgewise_feature_drift_ks_statistic", &labels).set(statistic);
+        }
+    }
+}
+
+/// Describes the agent's counters and starts them at zero, so that dashboards and
+/// alert rules find every series from the first scrape.
+pub fn register_agent_metrics() {
+    metrics::describe_counter!(
+        "edgewise_updates_total",
+        "Model updates, by outcome (applied, failed)."
+    );
+    metrics::describe_counter!(
+        "edgewise_update_download_bytes_total",
+        metrics::Unit::Bytes,
+        "Bundle bytes downloaded."
+    );
+    metrics::describe_counter!(
+        "edgewise_assignments_refused_total",
+        "Assignments refused: bad signature, another device, replayed seq or expired."
+    );
+    metrics::describe_counter!(
+        "edgewise_telemetry_windows_total",
+        "Telemetry windows handed to the broker."
+    );
+    metrics::describe_gauge!(
+        "edgewise_telemetry_outbox_windows",
+        "Telemetry windows waiting in the outbox for the broker's acknowledgement."
+    );
+    for outcome in ["applied", "failed"] {
+        metrics::counter!("edgewise_updates_total", "outcome" => outcome).increment(0);
+    }
+    for name in [
+        "edgewise_update_download_bytes_total",
+        "edgewise_assignments_refused_total",
+        "edgewise_telemetry_windows_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
 }

@@ -60,13 +60,6 @@ fn tick(deployer: &Deployer, telemetry: &TelemetryStore) -> Result<Vec<DeviceRec
         table.put(&rollout.id, &rollout)?;
         store.flush()?;
     }
-    metrics::gauge!("edgewise_rollouts_running").set(
-        table
-            .all()?
-            .iter()
-            .filter(|r| r.state == RolloutState::Running)
-            .count() as f64,
-    );
     Ok(to_publish)
 }
 
@@ -105,7 +98,17 @@ fn step(
         stage.verdict = Some(verdict);
         stage.gates = results.clone();
     }
-    metrics::gauge!("edgewise_rollout_stage", "rollout" => rollout.id.clone(), "group" => rollout.group.clone()).set(rollout.stage as f64);
+    if verdict != Verdict::Wait {
+        for result in results.iter().filter(|r| r.verdict != Verdict::Wait) {
+            metrics::counter!(
+                "edgewise_rollout_gate_verdicts_total",
+                "group" => rollout.group.clone(),
+                "gate" => result.name.clone(),
+                "verdict" => if result.verdict == Verdict::Pass { "pass" } else { "fail" }
+            )
+            .increment(1);
+        }
+    }
     match verdict {
         Verdict::Wait => {}
         Verdict::Pass => {
@@ -126,7 +129,12 @@ fn step(
                 .map(|r| format!("{}: {}", r.name, r.detail))
                 .collect();
             let reason = format!("stage {} failed {}", rollout.stage + 1, failed.join("; "));
-            metrics::counter!("edgewise_rollout_gate_failures_total", "group" => rollout.group.clone()).increment(1);
+            metrics::counter!(
+                "edgewise_rollouts_halted_total",
+                "group" => rollout.group.clone(),
+                "model" => rollout.model.clone()
+            )
+            .increment(1);
             rollout.record("gate_failed", reason.clone());
             match rollout.on_failure {
                 super::OnFailure::Rollback => {

@@ -97,6 +97,8 @@ impl Agent {
             runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
             reported_at: now_rfc3339(),
         };
+        crate::telemetry::register_agent_metrics();
+        crate::telemetry::update_phase(initial.phase);
         let (reports, receiver) = watch::channel(initial);
         Ok((
             Agent {
@@ -372,6 +374,7 @@ impl Agent {
         let previous = self.store.previous().ok().flatten();
         let shadow = self.store.shadow().ok().flatten();
         let applied_seq = self.store.applied_seq().unwrap_or(0);
+        crate::telemetry::update_phase(phase);
         self.reports.send_modify(|state| {
             state.phase = phase;
             if let Some(seq) = seq {
