@@ -12,6 +12,8 @@ use crate::api::{self, AppState};
 use crate::datadir::DataDir;
 use crate::deploy::Deployer;
 use crate::fleet::{Endpoints, Fleet};
+use crate::monitor::alerts::AlertSettings;
+use crate::monitor::{Monitor, MonitorOptions};
 use crate::registry::Registry;
 use crate::rollout::{self, Rollouts};
 use crate::store::Store;
@@ -56,6 +58,12 @@ pub struct ServeOptions {
     pub max_bundle_bytes: usize,
     /// How long telemetry windows are kept.
     pub telemetry_retention: Duration,
+    /// Webhooks that receive alert notifications.
+    pub alert_webhooks: Vec<String>,
+    /// How long a device must be offline before its alert fires.
+    pub offline_alert_after: Duration,
+    /// Time between fleet monitor passes.
+    pub monitor_interval: Duration,
 }
 
 /// Parses `--mqtt`: `embedded` or `mqtt://HOST:PORT`.
@@ -187,6 +195,19 @@ pub async fn serve(
     );
     let rollouts = Rollouts::new(deployer.clone());
     tokio::spawn(rollout::run_driver(deployer.clone(), telemetry.clone()));
+    let monitor = Monitor::start(
+        store.clone(),
+        telemetry.clone(),
+        MonitorOptions {
+            interval: options.monitor_interval,
+            settings: AlertSettings {
+                offline_after: options.offline_alert_after,
+                ..AlertSettings::default()
+            },
+            webhooks: options.alert_webhooks.clone(),
+            external_url: format!("{}/", endpoints.http),
+        },
+    );
     let state = AppState {
         registry,
         fleet,
@@ -196,6 +217,7 @@ pub async fn serve(
         service_hash: credentials::hash_password(&data.service_password),
         telemetry,
         rollouts,
+        monitor,
     };
     println!(
         "edgewise control plane ready: api {} mqtt {} quic {} data {}",

@@ -51,6 +51,8 @@ pub struct AppState {
     pub telemetry: crate::telemetry_store::TelemetryStore,
     /// Staged rollouts.
     pub rollouts: crate::rollout::Rollouts,
+    /// The fleet monitor and its alerts.
+    pub monitor: crate::monitor::Monitor,
 }
 
 /// The whole HTTP surface; bundle uploads may be up to `max_bundle_bytes`.
@@ -102,6 +104,8 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         )
         .route("/api/v1/telemetry", get(telemetry::summary))
         .route("/api/v1/telemetry/windows", get(telemetry::windows))
+        .route("/api/v1/telemetry/series", get(telemetry::series))
+        .route("/api/v1/alerts", get(telemetry::alerts))
         .route("/api/v1/captures", get(telemetry::captures))
         .route(
             "/api/v1/openapi.json",
@@ -112,6 +116,7 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(render_metrics))
+        .merge(crate::dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
@@ -148,6 +153,8 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         artifacts::download,
         telemetry::summary,
         telemetry::windows,
+        telemetry::series,
+        telemetry::alerts,
         telemetry::captures,
         rollouts::start,
         rollouts::list,

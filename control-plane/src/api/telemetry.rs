@@ -1,4 +1,5 @@
-//! `/api/v1/telemetry` and `/api/v1/captures`: what the fleet reported.
+//! `/api/v1/telemetry`, `/api/v1/captures` and `/api/v1/alerts`: what the fleet
+//! reported, and what is wrong with it.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -7,7 +8,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, AppState};
+use crate::monitor::alerts::Alert;
 use crate::telemetry_store::{StoredWindow, TelemetryQuery, TelemetrySummary};
+use crate::telemetry_views::{Series, SeriesQuery};
 
 /// Which captures to list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -60,4 +63,27 @@ pub async fn captures(
 ) -> Result<Json<Vec<CaptureRecord>>, ApiError> {
     let Query(query) = query.map_err(query_error)?;
     Ok(Json(state.telemetry.captures(&query.model, query.version)?))
+}
+
+/// The matching windows bucketed by arrival time, for charts: traffic, errors,
+/// latency, accuracy and per-feature drift per bucket.
+#[utoipa::path(get, path = "/api/v1/telemetry/series", tag = "telemetry", params(SeriesQuery),
+    responses((status = 200, body = Series), (status = 400, body = super::ErrorBody)))]
+pub async fn series(
+    State(state): State<AppState>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Series>, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    let telemetry = state.telemetry.clone();
+    let series = tokio::task::spawn_blocking(move || telemetry.series(&query))
+        .await
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
+    Ok(Json(series))
+}
+
+/// The alerts the control plane holds firing (node offline, drift, halted rollout).
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "telemetry",
+    responses((status = 200, body = [Alert])))]
+pub async fn alerts(State(state): State<AppState>) -> Json<Vec<Alert>> {
+    Json(state.monitor.firing())
 }
