@@ -48,8 +48,12 @@ impl ApiClient {
             .await
     }
 
-    /// `POST path` with raw bytes.
-    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T> {
+    /// `POST path` with a raw byte body (which may be a stream).
+    pub async fn post_body<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+    ) -> Result<T> {
         self.send(
             self.http
                 .post(self.url(path))
@@ -57,6 +61,20 @@ impl ApiClient {
                 .body(body),
         )
         .await
+    }
+
+    /// `GET path`, returning the response to read as a stream.
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(error_of(response).await)
     }
 
     /// `DELETE path`, expecting no body.

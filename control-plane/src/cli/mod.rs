@@ -2,16 +2,18 @@
 //! a client of its REST API.
 
 mod client;
+mod overview;
 mod render;
 mod rollout;
+mod serve;
+mod transfer;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Parser, Subcommand};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 use edgewise_core::bundle::Bundle;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
@@ -20,7 +22,6 @@ use serde_json::json;
 use crate::deploy::{DeploymentStatus, DeviceProgress};
 use crate::fleet::{DeviceView, GroupView, MosquittoFiles, RegisteredDevice};
 use crate::registry::{ModelSummary, VersionView};
-use crate::server::{self, BrokerChoice, ServeOptions};
 use client::ApiClient;
 use render::{or_dash, table};
 
@@ -46,7 +47,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: REST API, embedded MQTT broker, QUIC artifact server.
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
     /// The model registry.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -74,9 +75,10 @@ enum Command {
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Show a deployment's progress per device (the latest by default).
+    /// The fleet on one screen: groups, rollouts, served versions and alerts. With a
+    /// deployment id (or `latest`), that deployment's progress per device.
     Status {
-        /// Deployment id.
+        /// Deployment id, or `latest`.
         deployment: Option<String>,
     },
     /// Staged rollouts gated on how the new version behaves on the devices.
@@ -87,49 +89,22 @@ enum Command {
     Broker(BrokerCommand),
 }
 
-#[derive(Args)]
-struct ServeArgs {
-    /// The data folder (created on first start).
-    #[arg(long, default_value = "edgewise-data")]
-    data_dir: PathBuf,
-    /// HTTP listen address.
-    #[arg(long, default_value = "127.0.0.1:8700")]
-    http: SocketAddr,
-    /// `embedded`, or an external broker as mqtt://HOST:PORT.
-    #[arg(long, default_value = "embedded")]
-    mqtt: String,
-    /// Where the embedded broker listens.
-    #[arg(long, default_value = "127.0.0.1:1883")]
-    mqtt_listen: SocketAddr,
-    /// QUIC artifact server listen address (UDP).
-    #[arg(long, default_value = "127.0.0.1:8701")]
-    quic: SocketAddr,
-    /// Release public key files whose bundles are accepted (kept in the data folder).
-    #[arg(long)]
-    trust: Vec<PathBuf>,
-    /// Host name or address that nodes use to reach this machine.
-    #[arg(long)]
-    advertise_host: Option<String>,
-    /// How long an assignment stays valid.
-    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-    assignment_ttl: Duration,
-    /// Bytes per second per artifact transfer; 0 for no limit.
-    #[arg(long, default_value_t = 0)]
-    transfer_rate_limit: u64,
-    /// Largest bundle upload, in bytes.
-    #[arg(long, default_value_t = 512 * 1024 * 1024)]
-    max_bundle_bytes: usize,
-    /// How long telemetry windows and captures are kept.
-    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-    telemetry_retention: Duration,
-}
-
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Register a signed bundle.
     Push {
         /// The bundle file.
         bundle: PathBuf,
+    },
+    /// Download a version's signed bundle (checked against the registry's sha256).
+    Download {
+        /// Model name.
+        name: String,
+        /// Version number or alias.
+        version: String,
+        /// Where to write it (default: NAME-vVERSION.bundle in the current folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List models.
     List,
@@ -240,7 +215,7 @@ pub async fn run(
     let api = ApiClient::new(&cli.server);
     let json = cli.json;
     match cli.command {
-        Command::Serve(args) => serve(args, shutdown).await,
+        Command::Serve(args) => serve::serve(args, shutdown).await,
         Command::Model(command) => model(&api, json, command).await,
         Command::Device(command) => device(&api, json, command).await,
         Command::Group(GroupCommand::List) => {
@@ -290,10 +265,13 @@ pub async fn run(
             }
             Ok(())
         }
-        Command::Status { deployment } => {
-            let id = match deployment {
-                Some(id) => id,
-                None => api.newest_id("/api/v1/deployments", "deployments").await?,
+        Command::Status { deployment: None } => overview::show(&api, json).await,
+        Command::Status {
+            deployment: Some(id),
+        } => {
+            let id = match id.as_str() {
+                "latest" => api.newest_id("/api/v1/deployments", "deployments").await?,
+                _ => id,
             };
             let status: DeploymentStatus = api.get(&format!("/api/v1/deployments/{id}")).await?;
             print_status(json, &status);
@@ -324,32 +302,6 @@ fn write_world_readable(path: &std::path::Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-async fn serve(
-    args: ServeArgs,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let broker = match server::parse_broker_url(&args.mqtt).map_err(|e| anyhow!(e))? {
-        None => BrokerChoice::Embedded(args.mqtt_listen),
-        Some((host, port)) => BrokerChoice::External { host, port },
-    };
-    server::serve(
-        ServeOptions {
-            data_dir: args.data_dir,
-            http: args.http,
-            broker,
-            quic: args.quic,
-            trust: args.trust,
-            advertise_host: args.advertise_host,
-            assignment_ttl: args.assignment_ttl,
-            transfer_rate_limit: args.transfer_rate_limit,
-            max_bundle_bytes: args.max_bundle_bytes,
-            telemetry_retention: args.telemetry_retention,
-        },
-        shutdown,
-    )
-    .await
-}
-
 async fn model(api: &ApiClient, json: bool, command: ModelCommand) -> Result<()> {
     match command {
         ModelCommand::Push { bundle } => {
@@ -359,23 +311,29 @@ async fn model(api: &ApiClient, json: bool, command: ModelCommand) -> Result<()>
                 .with_context(|| format!("{} is not a bundle", bundle.display()))?
                 .manifest
                 .name;
-            let spinner = ProgressBar::new_spinner().with_message(format!(
-                "uploading {} ({} bytes)",
-                bundle.display(),
-                bytes.len()
-            ));
-            spinner.enable_steady_tick(Duration::from_millis(100));
-            let view: Result<VersionView> = api
-                .post_bytes(&format!("/api/v1/models/{name}/versions"), bytes)
-                .await;
-            spinner.finish_and_clear();
-            let view = view?;
+            let view = transfer::upload(api, &name, bytes).await?;
             if json {
                 render::json(&view);
             } else {
                 println!(
                     "registered {} version {} (bundle {})",
                     view.model, view.version, view.bundle_sha256
+                );
+            }
+        }
+        ModelCommand::Download { name, version, out } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}-v{version}.bundle")));
+            let view = transfer::download(api, &name, &version, &out).await?;
+            if json {
+                render::json(&view);
+            } else {
+                println!(
+                    "wrote {} version {} to {} ({} bytes, sha256 {})",
+                    view.model,
+                    view.version,
+                    out.display(),
+                    view.size,
+                    view.bundle_sha256
                 );
             }
         }
