@@ -4,7 +4,8 @@
 # pushes and deploys v1, shows predictions from each node, then deploys v2 to the
 # same group and shows the nodes switched. Then ten simulated nodes replay the digits
 # data, and v2 reaches them through a canary rollout whose gates judge each stage.
-# No external service is needed.
+# No external service is needed. With EDGEWISE_DEMO_KEEP=1 everything keeps running at
+# the end, so the web dashboard (http://127.0.0.1:8700/) can be explored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,5 +101,12 @@ sleep 2
 edgewise deploy --group fleet --model digits --version 1 --wait >/dev/null
 echo "==> canary rollout of v2 to group fleet: stages 10% → 50% → 100%, 3 s bake each"
 edgewise rollout start --group fleet --model digits --version 2 --stages 10,50,100 --bake 3s --wait
+echo "==> the fleet on one screen (edgewise status)"
+sleep 3
+edgewise status
 echo
 echo "demo finished: two nodes switched to digits v2 by deployment, ten by a gated canary rollout"
+if [ -n "${EDGEWISE_DEMO_KEEP:-}" ]; then
+  echo "dashboard: http://127.0.0.1:$api_port/ (Ctrl-C stops everything)"
+  wait
+fi

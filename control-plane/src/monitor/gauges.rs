@@ -136,6 +136,13 @@ fn set_rollouts(snapshot: &Snapshot) {
         metrics::gauge!("edgewise_rollouts", "state" => serde_name(state)).set(count as f64);
     }
     for rollout in &snapshot.rollouts {
+        // Started at zero, so `increase()` in alert rules sees the first halt.
+        metrics::counter!(
+            "edgewise_rollouts_halted_total",
+            "group" => rollout.group.clone(),
+            "model" => rollout.model.clone()
+        )
+        .increment(0);
         metrics::gauge!(
             "edgewise_rollout_info",
             "rollout" => rollout.id.clone(),
