@@ -343,12 +343,30 @@ fn registry_rules_and_json_errors_on_every_endpoint() {
         "/api/v1/nothing-here",
     );
     expect_error(&plane, Method::PATCH, "/api/v1/devices", None, 405, "PATCH");
+    expect_error(
+        &plane,
+        Method::GET,
+        "/api/v1/telemetry/series?model=digits&step_seconds=0",
+        None,
+        400,
+        "step_seconds",
+    );
+    expect_error(
+        &plane,
+        Method::GET,
+        "/api/v1/telemetry/series?version=1",
+        None,
+        400,
+        "model",
+    );
     let openapi = plane.get("/api/v1/openapi.json");
     for path in [
         "/api/v1/devices",
         "/api/v1/deployments",
         "/api/v1/models/{name}/versions",
         "/api/v1/artifacts/{sha256}",
+        "/api/v1/telemetry/series",
+        "/api/v1/alerts",
     ] {
         assert!(openapi["paths"][path].is_object(), "OpenAPI lacks {path}");
     }

@@ -325,6 +325,43 @@ fn alerts_metrics_status_and_dashboard_show_a_troubled_fleet() {
         "the unshifted group raised a drift alert"
     );
 
+    // The chart series of the shifted group shows the shift; the alert list holds it.
+    let series = plane.get("/api/v1/telemetry/series?model=digits&version=1&group=drifted&since_seconds=600&step_seconds=5");
+    let points = series["points"].as_array().expect("points");
+    let shifted_psi = points
+        .iter()
+        .flat_map(|p| p["features"].as_array().into_iter().flatten())
+        .filter(|f| f["name"] == "x20")
+        .filter_map(|f| f["psi"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(shifted_psi > 0.2, "x20 PSI in the series: {series:#}");
+    let firing = plane.get("/api/v1/alerts");
+    let names: BTreeSet<&str> = firing
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a["labels"]["alertname"].as_str())
+        .collect();
+    assert!(
+        names.contains("EdgewiseRolloutHalted") && names.contains("EdgewiseFeatureDrift"),
+        "{firing:#}"
+    );
+
+    // A registered bundle comes back byte for byte.
+    let downloaded = dir.path().join("downloaded.bundle");
+    plane.cli(&[
+        "model",
+        "download",
+        "digits",
+        "1",
+        "--out",
+        downloaded.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read(&downloaded).expect("downloaded"),
+        std::fs::read(&bundles().v1).expect("v1")
+    );
+
     // The node's metrics, while it serves and has closed telemetry windows.
     for _ in 0..20 {
         node.infer().expect("infer");
