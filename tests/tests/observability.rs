@@ -255,16 +255,7 @@ fn alerts_metrics_status_and_dashboard_show_a_troubled_fleet() {
     let mut node = Node::start_with(&config, &["--window", "1s"]);
     wait_online(&plane, FLEET + DRIFTED + 1);
     for group in ["fleet", "drifted", "edge"] {
-        plane.cli(&[
-            "deploy",
-            "--group",
-            group,
-            "--model",
-            "digits",
-            "--version",
-            "1",
-            "--wait",
-        ]);
+        plane.deploy_and_wait(group, "digits", "1");
     }
 
     // A slow v2 halts at its first stage and waits for an operator.

@@ -152,16 +152,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
         ],
     );
     wait_online(&plane, NODES);
-    plane.cli(&[
-        "deploy",
-        "--group",
-        "fleet",
-        "--model",
-        "digits",
-        "--version",
-        "1",
-        "--wait",
-    ]);
+    plane.deploy_and_wait("fleet", "digits", "1");
     wait_all_on(&plane, 1);
 
     // A good version passes every stage, and every node ends on it.

@@ -52,16 +52,7 @@ fn windows_produced_offline_arrive_once_after_the_reconnect() {
         (plane.get("/api/v1/devices/edge-1")["online"] == true).then_some(())
     });
     plane.cli(&["model", "push", bundles().v1.to_str().expect("utf-8")]);
-    plane.cli(&[
-        "deploy",
-        "--group",
-        "field",
-        "--model",
-        "digits",
-        "--version",
-        "1",
-        "--wait",
-    ]);
+    plane.deploy_and_wait("field", "digits", "1");
 
     let stop = Arc::new(AtomicBool::new(false));
     let sender = traffic(node.url.clone(), stop.clone());
@@ -207,16 +198,7 @@ fn drift_on_rainfall_is_flagged_only_where_it_happened() {
     );
     wait_online(&plane, 6);
     for group in ["past", "recent"] {
-        plane.cli(&[
-            "deploy",
-            "--group",
-            group,
-            "--model",
-            "rainfall",
-            "--version",
-            "1",
-            "--wait",
-        ]);
+        plane.deploy_and_wait(group, "rainfall", "1");
     }
     wait_for("45 windows per group", Duration::from_secs(90), || {
         let enough = ["past", "recent"].iter().all(|g| {

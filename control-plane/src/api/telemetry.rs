@@ -28,6 +28,15 @@ fn query_error(rejection: axum::extract::rejection::QueryRejection) -> ApiError 
     )
 }
 
+/// Runs a store scan on a blocking thread, so a long one does not stall other requests.
+async fn off_the_runtime<T: Send + 'static>(
+    scan: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(scan)
+        .await
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))??)
+}
+
 /// Sums windows per device, version or group, with per-feature drift.
 #[utoipa::path(get, path = "/api/v1/telemetry", tag = "telemetry", params(TelemetryQuery),
     responses((status = 200, body = TelemetrySummary), (status = 400, body = super::ErrorBody)))]
@@ -37,10 +46,9 @@ pub async fn summary(
 ) -> Result<Json<TelemetrySummary>, ApiError> {
     let Query(query) = query.map_err(query_error)?;
     let telemetry = state.telemetry.clone();
-    let summary = tokio::task::spawn_blocking(move || telemetry.summary(&query))
-        .await
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
-    Ok(Json(summary))
+    Ok(Json(
+        off_the_runtime(move || telemetry.summary(&query)).await?,
+    ))
 }
 
 /// The windows themselves.
@@ -75,10 +83,9 @@ pub async fn series(
 ) -> Result<Json<Series>, ApiError> {
     let Query(query) = query.map_err(query_error)?;
     let telemetry = state.telemetry.clone();
-    let series = tokio::task::spawn_blocking(move || telemetry.series(&query))
-        .await
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))??;
-    Ok(Json(series))
+    Ok(Json(
+        off_the_runtime(move || telemetry.series(&query)).await?,
+    ))
 }
 
 /// The alerts the control plane holds firing (node offline, drift, halted rollout).

@@ -319,6 +319,20 @@ impl ControlPlane {
         status["deployment"]["id"].as_str().expect("id").to_string()
     }
 
+    /// Deploys `model` `version` to `group` and waits until every device has it.
+    pub fn deploy_and_wait(&self, group: &str, model: &str, version: &str) {
+        self.cli(&[
+            "deploy",
+            "--group",
+            group,
+            "--model",
+            model,
+            "--version",
+            version,
+            "--wait",
+        ]);
+    }
+
     /// The control plane's service MQTT password, from its data folder.
     pub fn service_password(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("secrets/mqtt-service"))
