@@ -116,6 +116,12 @@ pub struct Lineage {
     pub metrics: Metrics,
     /// Source revision of the training code or data (e.g. a git commit), if known.
     pub source_revision: Option<String>,
+    /// The control plane's training job that produced it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_job: Option<String>,
+    /// The version it was retrained from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_version: Option<u64>,
 }
 
 /// Training settings recorded in the lineage.

@@ -78,6 +78,8 @@ fn manifest() -> Manifest {
                 best_epoch: 3,
             },
             source_revision: Some("abc123".to_owned()),
+            training_job: None,
+            parent_version: None,
         },
         signer_key_id: String::new(),
     }

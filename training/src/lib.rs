@@ -6,6 +6,7 @@
 //! orchestrates training, runs this as a child process.
 
 pub mod data;
+pub mod evaluate;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;

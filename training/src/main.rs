@@ -10,8 +10,8 @@ use edgewise_core::keys::{SecretKey, TrustStore};
 use edgewise_core::spec::ModelSpec;
 use edgewise_training::data::{DataOptions, LabelColumn};
 use edgewise_training::pipeline::{TrainRequest, run};
-use edgewise_training::report;
 use edgewise_training::trainer::TrainConfig;
+use edgewise_training::{evaluate, report};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train, sign, verify and inspect Edgewise model bundles.
@@ -50,6 +50,20 @@ enum Command {
         /// Trusted public key files (`.pub`); repeat for several.
         #[arg(long, required = true)]
         trust: Vec<PathBuf>,
+    },
+    /// Score a bundle on a labelled CSV file; prints JSON (examples, accuracy, macro F1).
+    Evaluate {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// CSV or CSV.gz data file with the model's feature columns by name.
+        #[arg(long)]
+        data: PathBuf,
+        /// Label column name, or `last`.
+        #[arg(long, default_value = "last")]
+        label: String,
+        /// Rows to score, `START..END` (END excluded), counted after the header.
+        #[arg(long, value_parser = parse_rows)]
+        rows: Option<Range<usize>>,
     },
     /// Summarise a bundle: name, version, spec, metrics, profile, signer.
     Inspect {
@@ -114,6 +128,12 @@ struct TrainArgs {
     /// Source revision recorded in the lineage (e.g. a git commit).
     #[arg(long, env = "EDGEWISE_SOURCE_REVISION")]
     source_revision: Option<String>,
+    /// The orchestrating training job, recorded in the lineage.
+    #[arg(long)]
+    training_job: Option<String>,
+    /// The version this one is retrained from, recorded in the lineage.
+    #[arg(long)]
+    parent_version: Option<u64>,
 }
 
 fn parse_rows(value: &str) -> Result<Range<usize>, String> {
@@ -179,6 +199,19 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Evaluate {
+            bundle,
+            data,
+            label,
+            rows,
+        } => {
+            let bytes = std::fs::read(&bundle)
+                .with_context(|| format!("cannot read {}", bundle.display()))?;
+            let score = evaluate::score(&bytes, &data, label_column(&label), rows)
+                .with_context(|| format!("cannot score {}", bundle.display()))?;
+            println!("{}", serde_json::to_string(&score)?);
+            Ok(())
+        }
         Command::Inspect { bundle, json } => {
             let bytes = std::fs::read(&bundle)
                 .with_context(|| format!("cannot read {}", bundle.display()))?;
@@ -209,10 +242,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let request = TrainRequest {
         data: args.data.clone(),
         data_options: DataOptions {
-            label: match args.label.as_str() {
-                "last" => LabelColumn::Last,
-                other => LabelColumn::Named(other.to_string()),
-            },
+            label: label_column(&args.label),
             features: args.features.clone(),
             rows: args.rows.clone(),
         },
@@ -229,6 +259,8 @@ fn train(args: TrainArgs) -> Result<()> {
         validation_fraction: args.validation_fraction,
         test_fraction: args.test_fraction,
         source_revision: args.source_revision.clone(),
+        training_job: args.training_job.clone(),
+        parent_version: args.parent_version,
     };
     let progress = ProgressBar::new(args.epochs as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg}")
@@ -252,6 +284,13 @@ fn train(args: TrainArgs) -> Result<()> {
     println!("weights sha256  {}", outcome.manifest.weights.sha256);
     println!("signed by       {}", outcome.manifest.signer_key_id);
     Ok(())
+}
+
+fn label_column(name: &str) -> LabelColumn {
+    match name {
+        "last" => LabelColumn::Last,
+        other => LabelColumn::Named(other.to_string()),
+    }
 }
 
 fn load_spec(value: &str) -> Result<ModelSpec> {

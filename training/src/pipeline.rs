@@ -49,6 +49,10 @@ pub struct TrainRequest {
     pub test_fraction: f64,
     /// Source revision to record in the lineage.
     pub source_revision: Option<String>,
+    /// The training job to record in the lineage.
+    pub training_job: Option<String>,
+    /// The parent version to record in the lineage.
+    pub parent_version: Option<u64>,
 }
 
 /// A trained, signed model.
@@ -171,6 +175,8 @@ pub fn run(
                 best_epoch: trained.best_epoch,
             },
             source_revision: request.source_revision.clone(),
+            training_job: request.training_job.clone(),
+            parent_version: request.parent_version,
         },
         signer_key_id: String::new(),
     };

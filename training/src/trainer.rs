@@ -127,6 +127,16 @@ pub fn train(
             score.accuracy
         ));
         progress.inc(1);
+        if progress.is_hidden() {
+            // No terminal (a control plane runs this): the epochs go to the log instead.
+            tracing::info!(
+                epoch = epoch_losses.len(),
+                loss = epoch_losses[epoch_losses.len() - 1],
+                validation_loss = score.loss,
+                validation_accuracy = score.accuracy,
+                "epoch"
+            );
+        }
         let improved = best
             .as_ref()
             .is_none_or(|(_, _, best)| score.loss < best.loss);

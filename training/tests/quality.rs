@@ -37,6 +37,8 @@ fn request(file: &str, preset: &str, epochs: usize) -> TrainRequest {
         validation_fraction: 0.1,
         test_fraction: 0.2,
         source_revision: None,
+        training_job: None,
+        parent_version: None,
     }
 }
 

@@ -61,6 +61,8 @@ pub fn fixture() -> &'static Fixture {
             validation_fraction: 0.1,
             test_fraction: 0.2,
             source_revision: None,
+            training_job: None,
+            parent_version: None,
         };
         let outcome = run(&request, &key, &ProgressBar::hidden()).expect("train");
         let bundle = dir.join("digits.bundle");

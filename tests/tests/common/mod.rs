@@ -97,6 +97,8 @@ impl Training<'_> {
             validation_fraction: 0.1,
             test_fraction: 0.2,
             source_revision: None,
+            training_job: None,
+            parent_version: None,
         };
         run(&request, key, &indicatif::ProgressBar::hidden())
             .expect("train")
