@@ -5,7 +5,10 @@
 //! DIR/store/                 sled: registry, fleet, deployments
 //! DIR/artifacts/<sha256>     bundle files, content-addressed
 //! DIR/keys/deployment.key    the deployment signing key (and .pub)
-//! DIR/keys/release/*.pub     trusted release keys
+//! DIR/keys/automation.key    the release key that signs bundles trained here (and .pub)
+//! DIR/keys/release/*.pub     trusted release keys (the automation key's among them)
+//! DIR/datasets/<sha256>      uploaded training data
+//! DIR/jobs/<job id>/         each training job's files
 //! DIR/tls/ca.pem, ca.key     the CA nodes trust for QUIC
 //! DIR/tls/server.pem, .key   the QUIC server certificate
 //! DIR/secrets/mqtt-service   the control plane's own MQTT password
@@ -31,6 +34,8 @@ pub struct DataDir {
     pub deployment_key: SecretKey,
     /// Release keys whose bundles are accepted.
     pub release_trust: TrustStore,
+    /// The secret key file that signs bundles trained by the control plane.
+    pub automation_key: PathBuf,
     /// The CA certificate and key.
     pub ca: CertifiedKey,
     /// The QUIC server certificate and key.
@@ -42,12 +47,26 @@ pub struct DataDir {
 impl DataDir {
     /// Opens `root`, creating what is missing; trusts the release keys in `trust` from now on.
     pub fn open(root: &Path, trust: &[PathBuf], server_names: &[String]) -> Result<Self> {
-        for folder in ["store", "artifacts", "keys/release", "tls", "secrets"] {
+        for folder in [
+            "store",
+            "artifacts",
+            "keys/release",
+            "tls",
+            "secrets",
+            "datasets",
+            "jobs",
+        ] {
             let path = root.join(folder);
             fs::create_dir_all(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
         }
         let deployment_key = load_or_create_key(&root.join("keys/deployment"))?;
+        let automation = load_or_create_key(&root.join("keys/automation"))?;
+        automation.public_key().save(
+            &root
+                .join("keys/release")
+                .join(format!("{}.pub", automation.key_id())),
+        )?;
         for path in trust {
             let key =
                 PublicKey::load(path).with_context(|| format!("--trust {}", path.display()))?;
@@ -67,6 +86,7 @@ impl DataDir {
             root: root.to_owned(),
             deployment_key,
             release_trust,
+            automation_key: root.join("keys/automation.key"),
             ca,
             server,
             service_password,
@@ -86,7 +106,7 @@ fn load_or_create_key(prefix: &Path) -> Result<SecretKey> {
     }
     let key = SecretKey::generate();
     key.save(prefix)?;
-    tracing::info!(key_id = key.key_id(), "created the deployment signing key");
+    tracing::info!(key_id = key.key_id(), path = %path.display(), "created a signing key");
     Ok(key)
 }
 

@@ -12,9 +12,12 @@ use crate::api::{self, AppState};
 use crate::datadir::DataDir;
 use crate::deploy::Deployer;
 use crate::fleet::{Endpoints, Fleet};
+use crate::jobs::dataset::Datasets;
+use crate::jobs::{JobSettings, Jobs};
 use crate::monitor::alerts::AlertSettings;
 use crate::monitor::{Monitor, MonitorOptions};
 use crate::registry::Registry;
+use crate::retraining::Retraining;
 use crate::rollout::{self, Rollouts};
 use crate::store::Store;
 use crate::telemetry_store::TelemetryStore;
@@ -64,6 +67,21 @@ pub struct ServeOptions {
     pub offline_alert_after: Duration,
     /// Time between fleet monitor passes.
     pub monitor_interval: Duration,
+    /// The `edgewise-train` binary (default: beside this one, else on PATH).
+    pub trainer: Option<PathBuf>,
+    /// The release key that signs trained bundles (default: the data folder's automation key).
+    pub training_signing_key: Option<PathBuf>,
+    /// How Kubernetes training jobs are made.
+    pub kubernetes: crate::jobs::kubernetes::KubernetesSettings,
+}
+
+/// `edgewise-train` beside the running binary, else the one on PATH.
+fn default_trainer() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("edgewise-train"))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("edgewise-train"))
 }
 
 /// Parses `--mqtt`: `embedded` or `mqtt://HOST:PORT`.
@@ -194,6 +212,24 @@ pub async fn serve(
         publisher,
     );
     let rollouts = Rollouts::new(deployer.clone());
+    let jobs = Jobs::new(
+        store.clone(),
+        registry.clone(),
+        Datasets::new(&store, data.root.join("datasets"))?,
+        telemetry.clone(),
+        JobSettings {
+            trainer: options.trainer.clone().unwrap_or_else(default_trainer),
+            signing_key: options
+                .training_signing_key
+                .clone()
+                .unwrap_or_else(|| data.automation_key.clone()),
+            work_dir: data.root.join("jobs"),
+            kubernetes: options.kubernetes.clone(),
+        },
+    )?;
+    jobs.start()?;
+    let retraining = Retraining::new(&store, jobs.clone(), rollouts.clone())?;
+    let policy_hook = retraining.clone();
     tokio::spawn(rollout::run_driver(deployer.clone(), telemetry.clone()));
     let monitor = Monitor::start(
         store.clone(),
@@ -207,6 +243,9 @@ pub async fn serve(
             webhooks: options.alert_webhooks.clone(),
             external_url: format!("{}/", endpoints.http),
         },
+        vec![Box::new(move |snapshot, alerts| {
+            policy_hook.on_monitor_pass(snapshot, alerts)
+        })],
     );
     let state = AppState {
         registry,
@@ -218,6 +257,8 @@ pub async fn serve(
         telemetry,
         rollouts,
         monitor,
+        jobs,
+        retraining,
     };
     println!(
         "edgewise control plane ready: api {} mqtt {} quic {} data {}",

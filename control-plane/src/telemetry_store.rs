@@ -109,6 +109,9 @@ pub struct TelemetryStore {
     /// `{received_at:010}/{device}/{seq:020}` → the window's key, for time-range queries.
     pub(crate) by_time: Table<String>,
     captures: Table<CaptureRecord>,
+    /// `{model}/{device}/{request id}` → the capture's key, so a late label finds its
+    /// capture without a scan.
+    capture_ids: Table<String>,
 }
 
 fn now_seconds() -> u64 {
@@ -124,6 +127,7 @@ impl TelemetryStore {
             windows: store.table("windows")?,
             by_time: store.table("windows_by_time")?,
             captures: store.table("captures")?,
+            capture_ids: store.table("capture_ids")?,
             store,
         })
     }
@@ -141,16 +145,20 @@ impl TelemetryStore {
                 capture.model, window.device_id, window.window_seq
             );
             self.captures.put(&capture_key, capture)?;
+            if let Some(id) = &capture.id {
+                self.capture_ids.put(
+                    &format!("{}/{}/{id}", capture.model, window.device_id),
+                    &capture_key,
+                )?;
+            }
         }
         for late in &window.late_labels {
-            for (capture_key, mut capture) in self
-                .captures
-                .scan(&format!("{}/{}/", window.model, window.device_id))?
+            let index = format!("{}/{}/{}", window.model, window.device_id, late.id);
+            if let Some(capture_key) = self.capture_ids.get(&index)?
+                && let Some(mut capture) = self.captures.get(&capture_key)?
             {
-                if capture.id.as_deref() == Some(late.id.as_str()) {
-                    capture.label = Some(late.label.clone());
-                    self.captures.put(&capture_key, &capture)?;
-                }
+                capture.label = Some(late.label.clone());
+                self.captures.put(&capture_key, &capture)?;
             }
         }
         metrics::counter!("edgewise_telemetry_windows_ingested_total").increment(1);
@@ -225,6 +233,19 @@ impl TelemetryStore {
             .collect())
     }
 
+    /// Captured examples of `model` with the device that captured each.
+    pub fn captures_by_device(&self, model: &str) -> Result<Vec<(String, CaptureRecord)>> {
+        Ok(self
+            .captures
+            .scan(&format!("{model}/"))?
+            .into_iter()
+            .map(|(key, capture)| {
+                let device = key.split('/').nth(1).unwrap_or_default().to_owned();
+                (device, capture)
+            })
+            .collect())
+    }
+
     /// Sums the windows matching `query`, with drift against the version's profile.
     pub fn summary(&self, query: &TelemetryQuery) -> Result<TelemetrySummary> {
         let windows = self.windows(query)?;
@@ -283,6 +304,10 @@ impl TelemetryStore {
         for (key, capture) in self.captures.scan("")? {
             if capture.captured_at < cutoff_text {
                 self.captures.remove(&key)?;
+                if let (Some(id), Some(device)) = (&capture.id, key.split('/').nth(1)) {
+                    self.capture_ids
+                        .remove(&format!("{}/{device}/{id}", capture.model))?;
+                }
             }
         }
         Ok(removed)

@@ -109,6 +109,15 @@ struct SimulateArgs {
     /// Send each row's true label back as feedback.
     #[arg(long)]
     feedback: bool,
+    /// Send each label this long after its prediction (e.g. 5s).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, requires = "feedback")]
+    label_delay: Duration,
+    /// Share of predictions captured for retraining, in [0, 1].
+    #[arg(long, default_value_t = 0.05)]
+    capture_rate: f64,
+    /// Most captured predictions per node and window.
+    #[arg(long, default_value_t = 32)]
+    capture_per_window: usize,
     /// Fault injection: VERSION:DELAY adds DELAY (e.g. 20ms) to every request that
     /// version serves.
     #[arg(long, value_parser = parse_slow)]
@@ -281,6 +290,12 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
         noise: args.noise,
         shift: args.shifts.into_iter().collect(),
         feedback: args.feedback,
+        label_delay: args.label_delay,
+        capture: CaptureConfig {
+            sample_rate: args.capture_rate.clamp(0.0, 1.0),
+            max_per_window: args.capture_per_window,
+            ..CaptureConfig::default()
+        },
         slow_version: args.slow_version,
         window: args.window,
         agent: AgentOptions {

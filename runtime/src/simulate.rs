@@ -5,7 +5,7 @@
 //! a CSV file at a set rate, optionally shuffled, shifted or noisy, with the true
 //! labels sent back as feedback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,6 +168,11 @@ pub struct SimulationOptions {
     pub shift: BTreeMap<String, f32>,
     /// Send the true label back as feedback.
     pub feedback: bool,
+    /// How long after its prediction each label is sent (labels arrive late in the
+    /// field: a rain gauge reads tomorrow).
+    pub label_delay: Duration,
+    /// Which predictions are captured for retraining.
+    pub capture: CaptureConfig,
     /// Fault injection: extra latency for requests served by a version.
     pub slow_version: Option<(u64, Duration)>,
     /// Telemetry window length.
@@ -264,7 +269,7 @@ async fn start_node(
         &config.mqtt.password,
     )
     .map_err(error)?;
-    let recorder = Recorder::new(DEFAULT_MAX_IDS, CaptureConfig::default());
+    let recorder = Recorder::new(DEFAULT_MAX_IDS, options.capture);
     let store = agent.store();
     let (desired_tx, desired_rx) = watch::channel(None);
     let publisher = link.publisher();
@@ -325,8 +330,17 @@ async fn replay_loop(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_row = (seed as usize * 7919) % replay.len();
     let mut request = 0u64;
+    let mut pending_labels: VecDeque<(Instant, String, String, String)> = VecDeque::new();
     loop {
         ticks.tick().await;
+        while pending_labels
+            .front()
+            .is_some_and(|(due, ..)| *due <= Instant::now())
+        {
+            if let Some((_, model, id, label)) = pending_labels.pop_front() {
+                let _ = recorder.feedback(&model, &id, &label);
+            }
+        }
         let Some(model) = slot.current() else {
             continue;
         };
@@ -365,7 +379,12 @@ async fn replay_loop(
                     recorder.record_shadow(&model, shadow.version, &[shadow_classes == classes]);
                 }
                 if options.feedback {
-                    let _ = recorder.feedback(&model.info.name, &id, &replay.labels[row]);
+                    pending_labels.push_back((
+                        Instant::now() + options.label_delay,
+                        model.info.name.clone(),
+                        id,
+                        replay.labels[row].clone(),
+                    ));
                 }
             }
             Err(_) => recorder.record_error(Some(&model), started.elapsed().as_secs_f64()),

@@ -8,6 +8,7 @@ mod fleet;
 mod models;
 mod rollouts;
 mod telemetry;
+pub mod training;
 
 use std::time::Instant;
 
@@ -53,6 +54,10 @@ pub struct AppState {
     pub rollouts: crate::rollout::Rollouts,
     /// The fleet monitor and its alerts.
     pub monitor: crate::monitor::Monitor,
+    /// Training jobs and datasets.
+    pub jobs: crate::jobs::Jobs,
+    /// Retraining policies.
+    pub retraining: crate::retraining::Retraining,
 }
 
 /// The whole HTTP surface; bundle uploads may be up to `max_bundle_bytes`.
@@ -61,6 +66,14 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         .route(
             "/api/v1/models/{name}/versions",
             get(models::list_versions).post(models::push),
+        )
+        .route(
+            "/api/v1/datasets",
+            get(training::list_datasets).post(training::upload_dataset),
+        )
+        .route(
+            "/api/v1/training-jobs/{id}/bundle",
+            axum::routing::post(training::upload_bundle),
         )
         .layer(DefaultBodyLimit::max(max_bundle_bytes));
     Router::new()
@@ -106,6 +119,27 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         .route("/api/v1/telemetry/windows", get(telemetry::windows))
         .route("/api/v1/telemetry/series", get(telemetry::series))
         .route("/api/v1/alerts", get(telemetry::alerts))
+        .route(
+            "/api/v1/training-jobs",
+            get(training::list).post(training::submit),
+        )
+        .route("/api/v1/training-jobs/{id}", get(training::get))
+        .route(
+            "/api/v1/training-jobs/{id}/cancel",
+            axum::routing::post(training::cancel),
+        )
+        .route("/api/v1/training-jobs/{id}/logs", get(training::logs))
+        .route("/api/v1/training-jobs/{id}/data", get(training::data))
+        .route(
+            "/api/v1/training-jobs/{id}/approve",
+            axum::routing::post(training::approve),
+        )
+        .route(
+            "/api/v1/models/{name}/retraining-policy",
+            get(training::get_policy)
+                .put(training::set_policy)
+                .delete(training::delete_policy),
+        )
         .route("/api/v1/captures", get(telemetry::captures))
         .route(
             "/api/v1/openapi.json",
@@ -156,6 +190,19 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         telemetry::series,
         telemetry::alerts,
         telemetry::captures,
+        training::upload_dataset,
+        training::list_datasets,
+        training::submit,
+        training::list,
+        training::get,
+        training::cancel,
+        training::logs,
+        training::data,
+        training::upload_bundle,
+        training::approve,
+        training::set_policy,
+        training::get_policy,
+        training::delete_policy,
         rollouts::start,
         rollouts::list,
         rollouts::get,

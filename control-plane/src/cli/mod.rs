@@ -6,6 +6,7 @@ mod overview;
 mod render;
 mod rollout;
 mod serve;
+mod train;
 mod transfer;
 
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: REST API, embedded MQTT broker, QUIC artifact server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// The model registry.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -87,6 +88,15 @@ enum Command {
     /// Files for running an external MQTT broker.
     #[command(subcommand)]
     Broker(BrokerCommand),
+    /// Training data for training jobs.
+    #[command(subcommand)]
+    Dataset(train::DatasetCommand),
+    /// Training jobs: submit, follow, cancel, approve.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
+    /// Retraining policies: drift or low accuracy → retrain → canary.
+    #[command(subcommand)]
+    Retraining(train::RetrainingCommand),
 }
 
 #[derive(Subcommand)]
@@ -215,7 +225,7 @@ pub async fn run(
     let api = ApiClient::new(&cli.server);
     let json = cli.json;
     match cli.command {
-        Command::Serve(args) => serve::serve(args, shutdown).await,
+        Command::Serve(args) => serve::serve(*args, shutdown).await,
         Command::Model(command) => model(&api, json, command).await,
         Command::Device(command) => device(&api, json, command).await,
         Command::Group(GroupCommand::List) => {
@@ -278,6 +288,9 @@ pub async fn run(
             Ok(())
         }
         Command::Rollout(command) => rollout::run(&api, json, command).await,
+        Command::Dataset(command) => train::dataset(&api, json, command).await,
+        Command::Train(command) => train::run(&api, json, command).await,
+        Command::Retraining(command) => train::retraining(&api, command).await,
         Command::Broker(BrokerCommand::Mosquitto { out }) => {
             let files: MosquittoFiles = api.get("/api/v1/broker/mosquitto").await?;
             std::fs::create_dir_all(&out)?;

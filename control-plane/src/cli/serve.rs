@@ -55,6 +55,29 @@ pub struct ServeArgs {
     /// Time between fleet monitor passes (fleet gauges and alerts); at most 30s.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     monitor_interval: Duration,
+    /// The `edgewise-train` binary training jobs run (default: beside `edgewise`, else
+    /// on PATH).
+    #[arg(long)]
+    trainer: Option<PathBuf>,
+    /// Release secret key that signs trained bundles (default: the data folder's
+    /// automation key, trusted from the first start). Trust its .pub with --trust.
+    #[arg(long)]
+    training_signing_key: Option<PathBuf>,
+    /// kubectl for the Kubernetes training executor (without it, Jobs are only rendered).
+    #[arg(long)]
+    kubectl: Option<PathBuf>,
+    /// Image of Kubernetes training Jobs (holds edgewise-train and curl).
+    #[arg(long, default_value = "ghcr.io/edgewise/edgewise-train:latest")]
+    k8s_image: String,
+    /// Namespace of Kubernetes training Jobs.
+    #[arg(long, default_value = "edgewise")]
+    k8s_namespace: String,
+    /// The control plane's URL as training pods reach it.
+    #[arg(
+        long,
+        default_value = "http://edgewise-control-plane.edgewise.svc:8700"
+    )]
+    k8s_server_url: String,
 }
 
 /// Runs `edgewise serve` until `shutdown` resolves.
@@ -81,6 +104,15 @@ pub async fn serve(
             alert_webhooks: args.alert_webhooks,
             offline_alert_after: args.offline_alert_after,
             monitor_interval: args.monitor_interval,
+            trainer: args.trainer,
+            training_signing_key: args.training_signing_key,
+            kubernetes: crate::jobs::kubernetes::KubernetesSettings {
+                image: args.k8s_image,
+                namespace: args.k8s_namespace,
+                server_url: args.k8s_server_url,
+                kubectl: args.kubectl,
+                ..Default::default()
+            },
         },
         shutdown,
     )

@@ -65,6 +65,9 @@ pub struct MonitorOptions {
     pub external_url: String,
 }
 
+/// Called after every pass with the snapshot and the alerts firing.
+pub type PassHook = Box<dyn Fn(&Snapshot, &[Alert]) + Send + Sync>;
+
 /// A handle on the running monitor.
 #[derive(Clone, Default)]
 pub struct Monitor {
@@ -73,7 +76,12 @@ pub struct Monitor {
 
 impl Monitor {
     /// Starts the monitor's loop.
-    pub fn start(store: Store, telemetry: TelemetryStore, options: MonitorOptions) -> Monitor {
+    pub fn start(
+        store: Store,
+        telemetry: TelemetryStore,
+        options: MonitorOptions,
+        hooks: Vec<PassHook>,
+    ) -> Monitor {
         gauges::describe();
         let monitor = Monitor::default();
         let notifications = (!options.webhooks.is_empty())
@@ -86,7 +94,13 @@ impl Monitor {
                 let (store, telemetry) = (store.clone(), telemetry.clone());
                 match tokio::task::spawn_blocking(move || Snapshot::read(&store, &telemetry)).await
                 {
-                    Ok(Ok(snapshot)) => running.pass(&snapshot, &options, notifications.as_ref()),
+                    Ok(Ok(snapshot)) => {
+                        running.pass(&snapshot, &options, notifications.as_ref());
+                        let firing = running.firing();
+                        for hook in &hooks {
+                            hook(&snapshot, &firing);
+                        }
+                    }
                     Ok(Err(err)) => tracing::error!(error = %err, "monitor cannot read the fleet"),
                     Err(err) => tracing::error!(error = %err, "monitor pass panicked"),
                 }

@@ -327,9 +327,15 @@ fn drift_gate(config: &GateConfig, evidence: &Evidence<'_>) -> GateResult {
     let Some((max_psi, _)) = worst else {
         return result("drift", Verdict::Wait, &[], "no inputs seen yet".into());
     };
+    // The gate's own PSI limit, or KS failing in most windows; the store's looser
+    // 0.2 PSI flag would overrule `max_psi` and trips on a few hundred examples.
     let flagged: Vec<&str> = drift
         .iter()
-        .filter(|f| f.drifted || f.psi.is_some_and(|p| p > config.max_psi))
+        .filter(|f| {
+            f.psi.is_some_and(|p| p > config.max_psi)
+                || f.ks_drifted_share
+                    .is_some_and(|share| share >= crate::telemetry_store::DRIFT_KS_WINDOW_SHARE)
+        })
         .map(|f| f.name.as_str())
         .collect();
     let numbers = [
