@@ -8,6 +8,9 @@
 # the end, so the web dashboard (http://127.0.0.1:8700/) can be explored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--closed-loop" ]; then
+  exec scripts/closed-loop.sh
+fi
 
 target=${CARGO_TARGET_DIR:-target}
 bin=$target/debug

@@ -2,6 +2,7 @@
 // /api/v1, polled every 2 s while the view is shown.
 
 import { h, lineChart, progressBar, clockSeconds } from './charts.js';
+import { trainingView } from './training.js';
 
 const POLL_MS = 2000;
 const PSI_THRESHOLD = 0.2;
@@ -100,6 +101,7 @@ const BADGES = {
   online: ['●', 'good'], offline: ['○', 'muted'], critical: ['!', 'bad'], warning: ['!', 'warn'],
   applied: ['✓', 'good'], failed: ['✕', 'bad'], downloading: ['↓', 'info'], verifying: ['…', 'info'], idle: ['•', 'muted'],
   drifted: ['⚠', 'bad'], stable: ['✓', 'good'], no_data: ['–', 'muted'],
+  queued: ['…', 'muted'], succeeded: ['✓', 'good'], cancelled: ['⊘', 'muted'], better: ['▲', 'good'], not_better: ['▼', 'bad'],
 };
 
 /** Text with an icon and a colour; the text alone carries the meaning. */
@@ -495,7 +497,10 @@ const performanceView = {
 
 // --------------------------------------------------------- routing and polling
 
-const VIEWS = { fleet: fleetView, models: modelsView, rollouts: rolloutsView, drift: driftView, performance: performanceView };
+const VIEWS = {
+  fleet: fleetView, models: modelsView, rollouts: rolloutsView, drift: driftView, performance: performanceView,
+  training: trainingView({ api, fill, table, badge, section, timeEl, pairs, list, fin, pct, words, DASH, refresh: () => tick() }),
+};
 const main = document.getElementById('main');
 const banner = document.getElementById('banner');
 const updated = document.getElementById('updated');

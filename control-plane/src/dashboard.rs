@@ -37,6 +37,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             get(|| async { asset(JAVASCRIPT, include_str!("../dashboard/charts.js")) }),
         )
         .route(
+            "/dashboard/training.js",
+            get(|| async { asset(JAVASCRIPT, include_str!("../dashboard/training.js")) }),
+        )
+        .route(
             "/dashboard/style.css",
             get(|| async { asset(CSS, include_str!("../dashboard/style.css")) }),
         )

@@ -2,11 +2,12 @@
 // Headless-browser check of the control plane's web dashboard.
 //
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --out DIR \
-//     [--devices N] [--stage "Stage 1 of 3"] [--timeout SECONDS]
+//     [--devices N] [--stage "Stage 1 of 3"] [--training-job ID] [--timeout SECONDS]
 //
 // Drives Chromium (CHROMIUM, default /usr/bin/chromium) through every view, asserts
 // what the arguments expect, saves a PNG per view in DIR and exits non-zero on the
-// first failed check. Uncaught page errors and console errors fail the run.
+// first failed check. Uncaught page errors and console errors fail the run. With
+// --training-job, the Training view must list that job and show its log.
 
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,12 +20,13 @@ const { values: args } = parseArgs({
     out: { type: 'string', default: 'target/dashboard-screenshots' },
     devices: { type: 'string' },
     stage: { type: 'string' },
+    'training-job': { type: 'string' },
     timeout: { type: 'string', default: '30' },
   },
 });
 
 if (!args.url) {
-  console.error('usage: node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --out DIR [--devices N] [--stage "Stage 1 of 3"]');
+  console.error('usage: node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --out DIR [--devices N] [--stage "Stage 1 of 3"] [--training-job ID]');
   process.exit(2);
 }
 const base = args.url.replace(/\/+$/, '');
@@ -95,6 +97,23 @@ async function openView(page, view) {
 
 const deviceCount = () => document.querySelector('[data-testid="device-count"]')?.textContent.trim() ?? null;
 const acceptCount = (value) => (expectedDevices === null ? /^\d+$/.test(value ?? '') : value === String(expectedDevices));
+const trainingJob = args['training-job'] ?? null;
+const jobListed = (id) => [...document.querySelectorAll('main table tbody th')].some((th) => th.textContent.trim() === id);
+
+/** Opens the Training view, selects the job and waits for its log to show a line. */
+async function checkTraining(page) {
+  await openView(page, 'training');
+  await waitFor(page, `training job ${trainingJob} listed`, jobListed, Boolean, trainingJob);
+  ok(`training: job ${trainingJob} listed`);
+  const button = page.locator(`button[data-job="${trainingJob}"]`);
+  if ((await button.getAttribute('aria-current')) !== 'true') await button.click();
+  await waitFor(page, `training: job ${trainingJob} selected`,
+    (id) => document.getElementById('job-title')?.textContent.includes(id) ?? false, Boolean, trainingJob);
+  const lines = await waitFor(page, `training: a line in the log of ${trainingJob}`,
+    () => (document.querySelector('[data-testid="job-log"]')?.textContent ?? '').split('\n').filter((l) => l.trim()).length,
+    (n) => n >= 1);
+  ok(`training: log of ${trainingJob} shows ${lines} line(s)`);
+}
 
 async function main() {
   await mkdir(args.out, { recursive: true });
@@ -160,6 +179,11 @@ async function main() {
     }), Boolean);
   ok('performance: latency and error charts rendered');
   await shot(page, 'performance');
+
+  if (trainingJob !== null) {
+    await checkTraining(page);
+    await shot(page, 'training');
+  }
   checkPageErrors('on desktop');
   await desktop.close();
 
@@ -180,6 +204,16 @@ async function main() {
   }
   ok(`phone: no horizontal overflow at 390x844 (scrollWidth ${overflow.scrollWidth})`);
   await shot(small, 'fleet-phone');
+  if (trainingJob !== null) {
+    await checkTraining(small);
+    const wide = await small.evaluate(() => document.scrollingElement.scrollWidth - window.innerWidth);
+    if (wide > 1) {
+      await shot(small, 'training-phone');
+      throw new CheckFailed(`phone: the Training view scrolls sideways by ${wide} px`);
+    }
+    ok('phone: no horizontal overflow in the Training view');
+    await shot(small, 'training-phone');
+  }
   checkPageErrors('on phone');
   await phone.close();
   ok('no page errors');

@@ -283,7 +283,83 @@ fn train(args: TrainArgs) -> Result<()> {
     println!("bundle sha256   {}", sha256_hex(&outcome.bundle));
     println!("weights sha256  {}", outcome.manifest.weights.sha256);
     println!("signed by       {}", outcome.manifest.signer_key_id);
+    if let Ok(uri) = std::env::var("MLFLOW_TRACKING_URI") {
+        let logged = log_to_mlflow(&uri, &outcome.manifest, &path, &outcome.bundle)
+            .with_context(|| format!("cannot log the run to MLflow at {uri}"))?;
+        println!(
+            "mlflow          run {} registered as {} version {}",
+            logged.run_id, outcome.manifest.name, logged.model_version
+        );
+    }
     Ok(())
+}
+
+/// Logs the run (params, per-epoch loss, test metrics, the bundle) to MLflow and
+/// registers the bundle as a version of the model, tagged with its sha256.
+fn log_to_mlflow(
+    uri: &str,
+    manifest: &edgewise_core::manifest::Manifest,
+    bundle_path: &Path,
+    bundle: &[u8],
+) -> Result<edgewise_mlflow::LoggedRun> {
+    let lineage = &manifest.lineage;
+    let h = &lineage.hyperparameters;
+    let mut params: Vec<(String, String)> = [
+        ("epochs", h.epochs.to_string()),
+        ("batch_size", h.batch_size.to_string()),
+        ("learning_rate", h.learning_rate.to_string()),
+        ("seed", h.seed.to_string()),
+        ("patience", h.patience.to_string()),
+        ("validation_fraction", h.validation_fraction.to_string()),
+        ("test_fraction", h.test_fraction.to_string()),
+        ("dataset", lineage.dataset.clone()),
+        ("dataset_sha256", lineage.dataset_sha256.clone()),
+        ("rows", lineage.rows.to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    if let Some(parent) = lineage.parent_version {
+        params.push(("parent_version".to_owned(), parent.to_string()));
+    }
+    let mut tags = vec![
+        ("mlflow.source.name".to_owned(), "edgewise-train".to_owned()),
+        (
+            edgewise_mlflow::EDGEWISE_VERSION_TAG.to_owned(),
+            manifest.version.to_string(),
+        ),
+        ("signer_key_id".to_owned(), manifest.signer_key_id.clone()),
+    ];
+    if let Some(job) = &lineage.training_job {
+        tags.push(("training_job".to_owned(), job.clone()));
+    }
+    let experiment =
+        std::env::var("MLFLOW_EXPERIMENT_NAME").unwrap_or_else(|_| "edgewise".to_owned());
+    let file = bundle_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model.bundle".to_owned());
+    let client = edgewise_mlflow::Client::new(uri)?;
+    Ok(client.log_training(&edgewise_mlflow::TrainingRun {
+        experiment: &experiment,
+        run_name: &format!("{}-v{}", manifest.name, manifest.version),
+        model: &manifest.name,
+        params,
+        epoch_metrics: vec![("loss".to_owned(), lineage.metrics.epoch_losses.clone())],
+        metrics: vec![
+            ("test_accuracy".to_owned(), lineage.metrics.test_accuracy),
+            ("macro_f1".to_owned(), lineage.metrics.macro_f1),
+            (
+                "validation_accuracy".to_owned(),
+                lineage.metrics.validation_accuracy,
+            ),
+            ("best_epoch".to_owned(), lineage.metrics.best_epoch as f64),
+        ],
+        tags,
+        bundle_file: &file,
+        bundle,
+        bundle_sha256: &sha256_hex(bundle),
+    })?)
 }
 
 fn label_column(name: &str) -> LabelColumn {

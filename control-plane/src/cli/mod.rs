@@ -116,6 +116,15 @@ enum ModelCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Register a version from the MLflow Model Registry, by alias.
+    Import {
+        /// NAME@ALIAS in MLflow's registry.
+        #[arg(long)]
+        from_mlflow: String,
+        /// The MLflow tracking server.
+        #[arg(long, env = "MLFLOW_TRACKING_URI")]
+        tracking_uri: String,
+    },
     /// List models.
     List,
     /// Show a model's versions, or one version.
@@ -347,6 +356,21 @@ async fn model(api: &ApiClient, json: bool, command: ModelCommand) -> Result<()>
                     out.display(),
                     view.size,
                     view.bundle_sha256
+                );
+            }
+        }
+        ModelCommand::Import {
+            from_mlflow,
+            tracking_uri,
+        } => {
+            let (view, fetched) =
+                transfer::import_from_mlflow(api, &from_mlflow, &tracking_uri).await?;
+            if json {
+                render::json(&view);
+            } else {
+                println!(
+                    "imported {} version {} (bundle {}) from MLflow version {} of run {}",
+                    view.model, view.version, view.bundle_sha256, fetched.version, fetched.run_id
                 );
             }
         }

@@ -86,3 +86,36 @@ pub async fn download(
     std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(view)
 }
+
+/// Fetches the bundle that `NAME@ALIAS` names in the MLflow registry at
+/// `tracking_uri`, checks it against the version's sha256 tag, and registers it here.
+pub async fn import_from_mlflow(
+    api: &ApiClient,
+    reference: &str,
+    tracking_uri: &str,
+) -> Result<(VersionView, edgewise_mlflow::FetchedVersion)> {
+    use sha2::{Digest, Sha256};
+    let (name, alias) = reference
+        .split_once('@')
+        .with_context(|| format!("--from-mlflow {reference:?} must be NAME@ALIAS"))?;
+    let (name, alias, uri) = (name.to_owned(), alias.to_owned(), tracking_uri.to_owned());
+    let fetched = tokio::task::spawn_blocking(move || {
+        edgewise_mlflow::Client::new(&uri)?.fetch_by_alias(&name, &alias)
+    })
+    .await
+    .context("the MLflow fetch stopped")??;
+    let digest = hex::encode(Sha256::digest(&fetched.bundle));
+    if let Some(expected) = &fetched.bundle_sha256
+        && *expected != digest
+    {
+        anyhow::bail!(
+            "the bundle fetched from MLflow hashes to {digest}, its version's tag says {expected}"
+        );
+    }
+    let manifest_name = edgewise_core::bundle::Bundle::open(&fetched.bundle)
+        .context("the MLflow artifact is not an Edgewise bundle")?
+        .manifest
+        .name;
+    let view = upload(api, &manifest_name, fetched.bundle.clone()).await?;
+    Ok((view, fetched))
+}
