@@ -23,27 +23,9 @@ mqtt_port=${EDGEWISE_MQTT_PORT:-18840}
 # How long each narrated step may take before the script gives up.
 step_timeout=${EDGEWISE_CLOSED_LOOP_TIMEOUT:-300}
 
-if [ -z "${EDGEWISE_SKIP_BUILD:-}" ]; then
-  echo "==> building (the same build as the test suite)"
-  cargo test --workspace --no-run --quiet 2>/dev/null || cargo test --workspace --no-run
-fi
-
-rm -rf "$work"
-mkdir -p "$work"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-# Waits until FILE holds TEXT, or fails showing LOG.
-wait_for_line() {
-  local file=$1 text=$2 log=$3 pid=$4
-  for _ in $(seq 1 600); do
-    grep -q "$text" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
-    sleep 0.1
-  done
-  cat "$log"; exit 1
-}
+. scripts/common.sh
+build
+fresh_work_folder "$work"
 
 # Runs COMMAND every second until it succeeds, for at most $step_timeout seconds; fails
 # saying WHAT was awaited, and shows the control plane's log if it stopped.

@@ -20,25 +20,9 @@ quic_port=${EDGEWISE_QUIC_PORT:-8701}
 mqtt_port=${EDGEWISE_MQTT_PORT:-18830}
 node_ports=(8081 8082)
 
-echo "==> building (the same build as the test suite)"
-cargo test --workspace --no-run --quiet 2>/dev/null || cargo test --workspace --no-run
-
-rm -rf "$work"
-mkdir -p "$work"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-# Waits until FILE holds TEXT, or fails showing LOG.
-wait_for_line() {
-  local file=$1 text=$2 log=$3 pid=$4
-  for _ in $(seq 1 600); do
-    grep -q "$text" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
-    sleep 0.1
-  done
-  cat "$log"; exit 1
-}
+. scripts/common.sh
+build
+fresh_work_folder "$work"
 
 echo "==> release key, and two trained versions of digits-mlp"
 "$bin/edgewise-train" keygen --out "$work/release"

@@ -73,6 +73,8 @@ pub struct ServeOptions {
     pub training_signing_key: Option<PathBuf>,
     /// How Kubernetes training jobs are made.
     pub kubernetes: crate::jobs::kubernetes::KubernetesSettings,
+    /// How SageMaker training jobs are made.
+    pub sagemaker: crate::jobs::sagemaker::SagemakerSettings,
 }
 
 /// `edgewise-train` beside the running binary, else the one on PATH.
@@ -225,6 +227,7 @@ pub async fn serve(
                 .unwrap_or_else(|| data.automation_key.clone()),
             work_dir: data.root.join("jobs"),
             kubernetes: options.kubernetes.clone(),
+            sagemaker: options.sagemaker.clone(),
         },
     )?;
     jobs.start()?;

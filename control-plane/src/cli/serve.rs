@@ -78,6 +78,31 @@ pub struct ServeArgs {
         default_value = "http://edgewise-control-plane.edgewise.svc:8700"
     )]
     k8s_server_url: String,
+    /// AWS region of the SageMaker executor (credentials come from AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    aws_region: String,
+    /// SageMaker API endpoint (default: the region's).
+    #[arg(long)]
+    sagemaker_endpoint: Option<String>,
+    /// S3 endpoint, path-style (default: the region's).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 bucket for SageMaker job inputs and outputs.
+    #[arg(long)]
+    sagemaker_bucket: Option<String>,
+    /// IAM role SageMaker assumes for training jobs.
+    #[arg(long)]
+    sagemaker_role_arn: Option<String>,
+    /// SageMaker training image (edgewise-train with its SageMaker entry point).
+    #[arg(long, default_value = "edgewise-train:latest")]
+    sagemaker_image: String,
+    /// SageMaker training instance type.
+    #[arg(long, default_value = "ml.m5.large")]
+    sagemaker_instance_type: String,
+    /// Time between DescribeTrainingJob calls.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    sagemaker_poll: Duration,
 }
 
 /// Runs `edgewise serve` until `shutdown` resolves.
@@ -112,6 +137,16 @@ pub async fn serve(
                 server_url: args.k8s_server_url,
                 kubectl: args.kubectl,
                 ..Default::default()
+            },
+            sagemaker: crate::jobs::sagemaker::SagemakerSettings {
+                region: args.aws_region,
+                endpoint: args.sagemaker_endpoint,
+                s3_endpoint: args.s3_endpoint,
+                bucket: args.sagemaker_bucket,
+                role_arn: args.sagemaker_role_arn,
+                image: args.sagemaker_image,
+                instance_type: args.sagemaker_instance_type,
+                poll: args.sagemaker_poll,
             },
         },
         shutdown,

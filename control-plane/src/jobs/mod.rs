@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod kubernetes;
 mod local;
 pub mod record;
+pub mod sagemaker;
 mod trainer;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct JobSettings {
     pub work_dir: PathBuf,
     /// The Kubernetes executor's settings.
     pub kubernetes: kubernetes::KubernetesSettings,
+    /// The SageMaker executor's settings.
+    pub sagemaker: sagemaker::SagemakerSettings,
 }
 
 /// Called when a job finishes.

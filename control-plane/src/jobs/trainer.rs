@@ -170,7 +170,7 @@ pub async fn execute(
             super::kubernetes::run(jobs, job, &args, &folder, &bundle_path, cancel).await?;
         }
         ExecutorKind::Sagemaker => {
-            return Err("the SageMaker executor is not configured on this control plane".into());
+            super::sagemaker::run(jobs, job, &args, &prepared.train, &bundle_path, cancel).await?;
         }
     }
     let bytes = std::fs::read(&bundle_path).map_err(|e| {

@@ -184,6 +184,8 @@ pub struct ControlPlane {
     pub url: String,
     /// Arguments it was started with, reused on restart.
     args: Vec<String>,
+    /// Environment variables it is started with.
+    env: Vec<(String, String)>,
     /// The addresses it printed.
     pub ports: Ports,
 }
@@ -222,6 +224,7 @@ impl ControlPlane {
             url: String::new(),
             args,
             ports: Ports::default(),
+            env: Vec::new(),
         };
         plane.launch();
         // Later starts reuse the same ports, so the nodes' configs stay right.
@@ -238,9 +241,20 @@ impl ControlPlane {
         plane
     }
 
+    /// The same, with environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> ControlPlane {
+        let mut plane = ControlPlane::start(data_dir, extra);
+        plane.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        plane.restart();
+        plane
+    }
+
     fn launch(&mut self) {
         let mut command = Command::new(binary("edgewise"));
-        command.args(&self.args);
+        command.args(&self.args).envs(self.env.iter().cloned());
         let (child, line) = spawn_until(command, "control plane ready", "edgewise serve");
         self.url = field(&line, "api");
         self.ports = Ports {
