@@ -16,7 +16,7 @@ const RANGES = [
 const state = {
   view: null, ctx: null, timer: null, gen: 0, controller: null,
   sigs: new WeakMap(),
-  sel: { model: '', version: '', group: '', range: 3600 },
+  sel: { model: '', version: '', group: '', range: 900 },
 };
 
 // ---------------------------------------------------------------- data access
