@@ -415,11 +415,15 @@ fn alerts_metrics_status_and_dashboard_show_a_troubled_fleet() {
 
     // The drift view charts the newest served version (v2, on the canaries) in
     // 15-second buckets by default: let its telemetry span two of them first.
-    wait_for("two buckets of v2 telemetry", Duration::from_secs(90), || {
-        let series = plane.get(
-            "/api/v1/telemetry/series?model=digits&version=2&since_seconds=900&step_seconds=15",
-        );
-        (series["points"].as_array().map_or(0, Vec::len) >= 2).then_some(())
-    });
+    wait_for(
+        "two buckets of v2 telemetry",
+        Duration::from_secs(90),
+        || {
+            let series = plane.get(
+                "/api/v1/telemetry/series?model=digits&version=2&since_seconds=900&step_seconds=15",
+            );
+            (series["points"].as_array().map_or(0, Vec::len) >= 2).then_some(())
+        },
+    );
     browser_test(&plane, FLEET + DRIFTED + 1, "Stage 1 of 2");
 }

@@ -11,14 +11,18 @@ use common::{ControlPlane, data_file, http_json, wait_for};
 use serde_json::{Value, json};
 
 fn finished(plane: &ControlPlane, id: &str) -> Value {
-    wait_for(&format!("job {id} to end"), Duration::from_secs(180), || {
-        let job = plane.get(&format!("/api/v1/training-jobs/{id}"));
-        matches!(
-            job["state"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        )
-        .then_some(job)
-    })
+    wait_for(
+        &format!("job {id} to end"),
+        Duration::from_secs(180),
+        || {
+            let job = plane.get(&format!("/api/v1/training-jobs/{id}"));
+            matches!(
+                job["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+            .then_some(job)
+        },
+    )
 }
 
 #[test]
@@ -34,7 +38,12 @@ fn jobs_train_register_and_cancel() {
         Some(json!({ "model": "digits", "dataset": {} })),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("dataset")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("dataset")),
+        "{body}"
+    );
     let (status, body) = http_json(
         reqwest::Method::POST,
         &url("/api/v1/training-jobs"),
@@ -50,15 +59,27 @@ fn jobs_train_register_and_cancel() {
 
     // A job on an uploaded file trains, logs each epoch and registers v1.
     let out = plane.cli(&[
-        "--json", "train", "submit", "--model", "digits", "--spec", "digits-mlp", "--epochs", "3",
-        "--data", data_file("digits.csv.gz").to_str().expect("utf-8"),
+        "--json",
+        "train",
+        "submit",
+        "--model",
+        "digits",
+        "--spec",
+        "digits-mlp",
+        "--epochs",
+        "3",
+        "--data",
+        data_file("digits.csv.gz").to_str().expect("utf-8"),
     ]);
     let job: Value = serde_json::from_str(&out).expect("job JSON");
     let id = job["id"].as_str().expect("id").to_string();
     let logs = plane.cli(&["train", "logs", &id, "--follow"]);
     let job = finished(&plane, &id);
     assert_eq!(job["state"], "succeeded", "{job:#}\n{logs}");
-    assert!(logs.contains("epoch") && logs.contains("registered digits version 1"), "{logs}");
+    assert!(
+        logs.contains("epoch") && logs.contains("registered digits version 1"),
+        "{logs}"
+    );
     let version = plane.get("/api/v1/models/digits/versions/1");
     assert_eq!(version["lineage"]["training_job"], Value::from(id.as_str()));
     assert_eq!(version["lineage"]["dataset_sha256"], job["data"]["sha256"]);
@@ -70,7 +91,14 @@ fn jobs_train_register_and_cancel() {
 
     // A long job is cancelled while it runs; nothing is registered.
     let out = plane.cli(&[
-        "--json", "train", "submit", "--model", "digits", "--epochs", "400", "--data",
+        "--json",
+        "train",
+        "submit",
+        "--model",
+        "digits",
+        "--epochs",
+        "400",
+        "--data",
         data_file("digits.csv.gz").to_str().expect("utf-8"),
     ]);
     let job: Value = serde_json::from_str(&out).expect("job JSON");
@@ -86,5 +114,8 @@ fn jobs_train_register_and_cancel() {
     let versions = plane.get("/api/v1/models/digits/versions");
     assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
     let again = plane.cli_output(&["train", "cancel", &id]);
-    assert!(!again.status.success(), "a finished job cannot be cancelled");
+    assert!(
+        !again.status.success(),
+        "a finished job cannot be cancelled"
+    );
 }
