@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{
     ControlPlane, Simulator, Training, bundles, data_file, http_json, wait_for, wait_online,
 };
-use edgewise_training::data::LabelColumn;
 use serde_json::{Value, json};
 
 const NODES: usize = 4;
@@ -19,14 +18,7 @@ const NODES: usize = 4;
 #[test]
 fn drift_retrains_evaluates_registers_and_rolls_out_a_better_version() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let bundle = Training {
-        data: data_file("rainfall.csv.gz"),
-        label: LabelColumn::Named("rain".into()),
-        rows: Some(0..12_000),
-        spec: edgewise_core::spec::ModelSpec::preset("rainfall-mlp").expect("preset"),
-        name: "rainfall",
-    }
-    .bundle(&bundles().release, 1, 10);
+    let bundle = Training::rainfall_before_drift().bundle(&bundles().release, 1, 10);
     let path = dir.path().join("rainfall-v1.bundle");
     std::fs::write(&path, bundle).expect("write bundle");
     let plane = ControlPlane::start(
@@ -93,18 +85,7 @@ fn drift_retrains_evaluates_registers_and_rolls_out_a_better_version() {
     });
     assert_eq!(job["origin"], "retraining-policy", "{job:#}");
     let id = job["id"].as_str().expect("job id").to_string();
-    let job = wait_for(
-        "the retraining job to finish",
-        Duration::from_secs(180),
-        || {
-            let job = plane.get(&format!("/api/v1/training-jobs/{id}"));
-            matches!(
-                job["state"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            )
-            .then_some(job)
-        },
-    );
+    let job = plane.wait_job_finished(&id);
     let log = plane.cli(&["train", "logs", &id]);
     eprintln!("{log}");
     assert_eq!(job["state"], "succeeded", "{job:#}");

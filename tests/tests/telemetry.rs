@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{
-    ControlPlane, LabelColumn, Node, Simulator, Training, bundles, data_file, metric_value, text,
-    wait_for, wait_online,
+    ControlPlane, Node, Simulator, Training, bundles, data_file, metric_value, text, wait_for,
+    wait_online,
 };
 use edgewise_control_plane::telemetry_store::feature_drift;
 use edgewise_core::bundle::Bundle;
@@ -154,14 +154,7 @@ fn slice_alert_rate(
 fn drift_on_rainfall_is_flagged_only_where_it_happened() {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = &bundles().release;
-    let bundle = Training {
-        data: data_file("rainfall.csv.gz"),
-        label: LabelColumn::Named("rain".into()),
-        rows: Some(0..12_000),
-        spec: edgewise_core::spec::ModelSpec::preset("rainfall-mlp").expect("preset"),
-        name: "rainfall",
-    }
-    .bundle(key, 1, 10);
+    let bundle = Training::rainfall_before_drift().bundle(key, 1, 10);
     let path = dir.path().join("rainfall-v1.bundle");
     std::fs::write(&path, bundle).expect("write bundle");
     let plane = ControlPlane::start(&dir.path().join("control-plane"), &[]);

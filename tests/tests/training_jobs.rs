@@ -10,21 +10,6 @@ use std::time::Duration;
 use common::{ControlPlane, data_file, http_json, wait_for};
 use serde_json::{Value, json};
 
-fn finished(plane: &ControlPlane, id: &str) -> Value {
-    wait_for(
-        &format!("job {id} to end"),
-        Duration::from_secs(180),
-        || {
-            let job = plane.get(&format!("/api/v1/training-jobs/{id}"));
-            matches!(
-                job["state"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            )
-            .then_some(job)
-        },
-    )
-}
-
 #[test]
 fn jobs_train_register_and_cancel() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -74,7 +59,7 @@ fn jobs_train_register_and_cancel() {
     let job: Value = serde_json::from_str(&out).expect("job JSON");
     let id = job["id"].as_str().expect("id").to_string();
     let logs = plane.cli(&["train", "logs", &id, "--follow"]);
-    let job = finished(&plane, &id);
+    let job = plane.wait_job_finished(&id);
     assert_eq!(job["state"], "succeeded", "{job:#}\n{logs}");
     assert!(
         logs.contains("epoch") && logs.contains("registered digits version 1"),
@@ -108,7 +93,7 @@ fn jobs_train_register_and_cancel() {
         logs.contains("epoch").then_some(())
     });
     plane.cli(&["train", "cancel", &id]);
-    let job = finished(&plane, &id);
+    let job = plane.wait_job_finished(&id);
     assert_eq!(job["state"], "cancelled", "{job:#}");
     assert_eq!(job["registered"], false);
     let versions = plane.get("/api/v1/models/digits/versions");

@@ -75,6 +75,17 @@ impl Training<'_> {
         }
     }
 
+    /// The rainfall MLP on rows 0–11,999 (the inputs before the drift).
+    pub fn rainfall_before_drift() -> Self {
+        Training {
+            data: data_file("rainfall.csv.gz"),
+            label: LabelColumn::Named("rain".into()),
+            rows: Some(0..12_000),
+            spec: ModelSpec::preset("rainfall-mlp").expect("preset"),
+            name: "rainfall",
+        }
+    }
+
     /// Trains `version` for `epochs` and signs it with `key`; returns the bundle bytes.
     pub fn bundle(self, key: &SecretKey, version: u64, epochs: usize) -> Vec<u8> {
         let request = TrainRequest {
@@ -333,6 +344,22 @@ impl ControlPlane {
         ]);
         let status: Value = serde_json::from_str(&out).expect("deploy JSON");
         status["deployment"]["id"].as_str().expect("id").to_string()
+    }
+
+    /// Waits until training job `id` ends; returns it.
+    pub fn wait_job_finished(&self, id: &str) -> Value {
+        wait_for(
+            &format!("training job {id} to end"),
+            Duration::from_secs(180),
+            || {
+                let job = self.get(&format!("/api/v1/training-jobs/{id}"));
+                matches!(
+                    job["state"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+                .then_some(job)
+            },
+        )
     }
 
     /// Deploys `model` `version` to `group` and waits until every device has it.
