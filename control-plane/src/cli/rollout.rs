@@ -1,5 +1,6 @@
 //! `edgewise rollout start|status|list|pause|resume|promote|abort`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -127,15 +128,26 @@ pub async fn run(api: &ApiClient, json: bool, command: RolloutCommand) -> Result
                 .send_json(Method::POST, "/api/v1/rollouts", &body)
                 .await?;
             if wait {
-                rollout = wait_for(api, &rollout.id, timeout).await?;
+                eprintln!(
+                    "rollout {} started: {} version {} to group {}",
+                    rollout.id, rollout.model, rollout.version, rollout.group
+                );
+                rollout = wait_for(api, json, &rollout.id, timeout).await?;
             }
             print(json, &rollout);
-            if rollout.state == RolloutState::RolledBack {
-                bail!(
+            match rollout.state {
+                RolloutState::RolledBack => bail!(
                     "rollout {} was rolled back: {}",
                     rollout.id,
                     rollout.reason.unwrap_or_default()
-                );
+                ),
+                RolloutState::Paused if wait => bail!(
+                    "rollout {} is paused at stage {}: {} (resume, promote or abort it)",
+                    rollout.id,
+                    rollout.stage + 1,
+                    rollout.reason.unwrap_or_default()
+                ),
+                _ => {}
             }
         }
         RolloutCommand::Status { id } => {
@@ -261,25 +273,42 @@ fn print(json: bool, rollout: &RolloutRecord) {
     }
 }
 
-/// Polls until the rollout completes or halts, with a progress bar over the stages.
-async fn wait_for(api: &ApiClient, id: &str, timeout: Duration) -> Result<RolloutRecord> {
+/// Polls until the rollout completes or halts, with a progress bar over the stages on a
+/// terminal and a line per change elsewhere (CI logs); on timeout, prints where it is.
+async fn wait_for(
+    api: &ApiClient,
+    json: bool,
+    id: &str,
+    timeout: Duration,
+) -> Result<RolloutRecord> {
     let started = Instant::now();
     let mut rollout: RolloutRecord = api.get(&format!("/api/v1/rollouts/{id}")).await?;
     let bar = ProgressBar::new(rollout.stages.len() as u64).with_style(
         ProgressStyle::with_template("{msg} [{bar:30}] stage {pos}/{len}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let on_terminal = std::io::stderr().is_terminal();
+    let mut last_logged = None;
     loop {
+        let stage = rollout.stage as u64 + u64::from(rollout.state == RolloutState::Completed);
         bar.set_message(format!("rollout {id}: {}", state_name(rollout.state)));
-        bar.set_position(
-            rollout.stage as u64 + u64::from(rollout.state == RolloutState::Completed),
-        );
+        bar.set_position(stage);
+        if !on_terminal && last_logged != Some((stage, rollout.state)) {
+            eprintln!(
+                "rollout {id}: {} at stage {stage}/{} ({}s)",
+                state_name(rollout.state),
+                rollout.stages.len(),
+                started.elapsed().as_secs()
+            );
+            last_logged = Some((stage, rollout.state));
+        }
         if !matches!(rollout.state, RolloutState::Running) {
             bar.finish_and_clear();
             return Ok(rollout);
         }
         if started.elapsed() > timeout {
             bar.abandon();
+            print(json, &rollout);
             bail!(
                 "rollout {id} did not finish within {}",
                 humantime::format_duration(timeout)
