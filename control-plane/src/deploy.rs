@@ -243,13 +243,7 @@ impl Deployer {
             version: version.version,
             bundle_sha256: version.bundle_sha256.clone(),
             size: version.size,
-            locations: vec![
-                format!("quic://{}", self.endpoints.quic),
-                format!(
-                    "{}/api/v1/artifacts/{}",
-                    self.endpoints.http, version.bundle_sha256
-                ),
-            ],
+            locations: self.locations(&version.bundle_sha256),
             rollout_id: stage.map(|_| origin.to_owned()),
             stage,
             mode,
@@ -261,6 +255,18 @@ impl Deployer {
         device.deployment_id = Some(origin.to_owned());
         self.store.devices.put(&device.id, device)?;
         Ok(())
+    }
+
+    /// Where nodes fetch bundle `sha256`: QUIC first, else HTTP first when HTTP
+    /// redirects to presigned S3 URLs.
+    fn locations(&self, sha256: &str) -> Vec<String> {
+        let quic = format!("quic://{}", self.endpoints.quic);
+        let http = format!("{}/api/v1/artifacts/{sha256}", self.endpoints.http);
+        if self.endpoints.http_first {
+            vec![http, quic]
+        } else {
+            vec![quic, http]
+        }
     }
 
     /// Every deployment, newest first.

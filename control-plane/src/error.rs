@@ -19,6 +19,9 @@ pub enum Error {
     /// The request is well formed but refused, e.g. an untrusted signature (422).
     #[error("{0}")]
     Rejected(String),
+    /// A service the control plane depends on (the S3 artifact store) cannot be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed (500).
     #[error(transparent)]
     Store(#[from] StoreError),

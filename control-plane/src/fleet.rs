@@ -19,14 +19,18 @@ use crate::store::{DeviceRecord, Store};
 /// Where nodes reach the control plane, as written into node configs.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    /// `mqtt://HOST:PORT` of the broker.
+    /// `mqtt://HOST:PORT` (or `mqtts://`) of the broker.
     pub mqtt_url: String,
+    /// PEM of the CA that signs an `mqtts://` broker's certificate, when not a public one.
+    pub mqtt_ca: Option<String>,
     /// `HOST:PORT` of the QUIC artifact server.
     pub quic: String,
     /// Name the QUIC certificate is issued for.
     pub quic_server_name: String,
     /// HTTP base URL of the API.
     pub http: String,
+    /// Whether assignments list the HTTP location before QUIC (presigned S3 downloads).
+    pub http_first: bool,
 }
 
 /// A request to register a device.
@@ -154,6 +158,9 @@ impl Fleet {
                 url: self.endpoints.mqtt_url.clone(),
                 username: record.id.clone(),
                 password,
+                ca_certificate: self.endpoints.mqtt_ca.clone(),
+                client_certificate: None,
+                client_key: None,
             },
             transfer: TransferSettings {
                 quic: self.endpoints.quic.clone(),

@@ -7,6 +7,8 @@
 //! It never links burn: it reads bundles through `edgewise-core` only.
 
 pub mod api;
+pub mod artifacts;
+pub mod aws;
 pub mod broker;
 pub mod cli;
 pub mod credentials;

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use edgewise_core::reported::ReportedState;
 use edgewise_core::telemetry::TelemetryWindow;
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+
+use crate::server::ExternalBroker;
 
 use crate::datadir::SERVICE_USER;
 use crate::store::{DeviceRecord, Store};
@@ -40,18 +42,24 @@ impl Publisher {
     }
 }
 
-/// Connects to the broker at `host:port` as the control plane and runs the link in the
-/// background; returns the publisher.
+/// Connects to `broker` as the control plane (over TLS for `mqtts://`, with the client
+/// certificate when one is given, else with the service password) and runs the link in
+/// the background; returns the publisher.
 pub fn start(
-    host: &str,
-    port: u16,
+    broker: &ExternalBroker,
     password: &str,
     store: Store,
     telemetry: TelemetryStore,
-) -> Publisher {
-    let mut options = MqttOptions::new(SERVICE_USER, host, port);
+) -> Result<Publisher, String> {
+    let mut options = MqttOptions::new(SERVICE_USER, broker.url.host.clone(), broker.url.port);
+    if broker.url.tls {
+        let tls = broker.tls().client_config("--mqtt-")?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    }
+    if broker.client_certificate_pem.is_none() {
+        options.set_credentials(SERVICE_USER, password);
+    }
     options
-        .set_credentials(SERVICE_USER, password)
         .set_keep_alive(Duration::from_secs(10))
         .set_clean_session(true)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
@@ -60,7 +68,7 @@ pub fn start(
         client: client.clone(),
     };
     tokio::spawn(run(client, eventloop, store, telemetry));
-    publisher
+    Ok(publisher)
 }
 
 async fn run(

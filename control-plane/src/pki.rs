@@ -1,5 +1,6 @@
 //! The control plane's certificate authority and the QUIC server certificate it signs
-//! (rcgen). Nodes trust only this CA, which reaches them in their node config.
+//! (rcgen), and client certificates for brokers that authenticate by certificate. Nodes
+//! trust only this CA, which reaches them in their node config.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -46,17 +47,39 @@ pub fn issue_server_certificate(
     ca: &CertifiedKey,
     names: &[String],
 ) -> Result<CertifiedKey, rcgen::Error> {
+    issue(
+        ca,
+        names,
+        "Edgewise artifact server",
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )
+}
+
+/// Issues a client certificate whose common name is `name` (a device id, or the control
+/// plane's MQTT user), signed by `ca`. Brokers that take the certificate's identity as
+/// the username (Mosquitto's `use_identity_as_username`) see `name`.
+pub fn issue_client_certificate(
+    ca: &CertifiedKey,
+    name: &str,
+) -> Result<CertifiedKey, rcgen::Error> {
+    issue(ca, &[], name, ExtendedKeyUsagePurpose::ClientAuth)
+}
+
+fn issue(
+    ca: &CertifiedKey,
+    names: &[String],
+    common_name: &str,
+    purpose: ExtendedKeyUsagePurpose,
+) -> Result<CertifiedKey, rcgen::Error> {
     let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&ca.key_pem)?);
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(names.to_vec())?;
     params
         .distinguished_name
-        .push(DnType::CommonName, "Edgewise artifact server");
+        .push(DnType::CommonName, common_name);
     params.use_authority_key_identifier_extension = true;
     params.key_usages.push(KeyUsagePurpose::DigitalSignature);
-    params
-        .extended_key_usages
-        .push(ExtendedKeyUsagePurpose::ServerAuth);
+    params.extended_key_usages.push(purpose);
     let certificate = params.signed_by(&key, &issuer)?;
     Ok(CertifiedKey {
         certificate_pem: certificate.pem(),

@@ -1,7 +1,6 @@
 //! The model registry: signed bundles, verified on upload against the trusted release
 //! keys, stored content-addressed and never changed; MLflow-style aliases on top.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use edgewise_core::bundle::{Bundle, sha256_hex};
@@ -9,6 +8,7 @@ use edgewise_core::keys::TrustStore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::artifacts::ArtifactStore;
 use crate::error::{Error, Result};
 use crate::store::{Store, VersionRecord, version_key};
 
@@ -91,13 +91,13 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
 #[derive(Clone)]
 pub struct Registry {
     store: Store,
-    artifacts: PathBuf,
+    artifacts: ArtifactStore,
     trust: TrustStore,
 }
 
 impl Registry {
     /// A registry over `store`, keeping bundle files in `artifacts`, trusting `trust`.
-    pub fn new(store: Store, artifacts: PathBuf, trust: TrustStore) -> Self {
+    pub fn new(store: Store, artifacts: ArtifactStore, trust: TrustStore) -> Self {
         Registry {
             store,
             artifacts,
@@ -105,13 +105,39 @@ impl Registry {
         }
     }
 
-    /// Where the bundle with this hash is kept.
-    pub fn artifact_path(&self, sha256: &str) -> PathBuf {
-        self.artifacts.join(sha256)
+    /// The bundle files.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
     }
 
-    /// Verifies and registers a bundle uploaded for model `name`.
-    pub fn push(&self, name: &str, bytes: &[u8]) -> Result<VersionRecord> {
+    /// Verifies and registers a bundle uploaded for model `name`. With an S3 store the
+    /// version is registered only once the bundle is in the bucket.
+    pub async fn push(
+        &self,
+        name: &str,
+        bytes: impl AsRef<[u8]> + Send + 'static,
+    ) -> Result<VersionRecord> {
+        let registry = self.clone();
+        let owned_name = name.to_owned();
+        let record =
+            tokio::task::spawn_blocking(move || registry.stage(&owned_name, bytes.as_ref()))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+        self.artifacts
+            .publish(&record.bundle_sha256)
+            .await
+            .map_err(|e| {
+                Error::Unavailable(format!("the artifact store refused the bundle: {e}"))
+            })?;
+        let registry = self.clone();
+        tokio::task::spawn_blocking(move || registry.commit(record))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Verifies a bundle for model `name` and keeps its file; returns the record that
+    /// [`Registry::commit`] registers.
+    fn stage(&self, name: &str, bytes: &[u8]) -> Result<VersionRecord> {
         check_name("model name", name)?;
         let bundle = Bundle::open(bytes)
             .map_err(|e| Error::Invalid(format!("request body is not a valid bundle: {e}")))?;
@@ -129,30 +155,42 @@ impl Registry {
             )));
         }
         let sha256 = sha256_hex(bytes);
-        let key = version_key(name, manifest.version);
-        let _guard = self.store.lock();
-        if let Some(existing) = self.store.versions.get(&key)? {
-            return Err(Error::Conflict(format!(
-                "{name} version {} is already registered (bundle {}); versions are immutable, push a higher version",
-                manifest.version, existing.bundle_sha256
-            )));
-        }
-        let path = self.artifact_path(&sha256);
-        let staging = self.artifacts.join(format!(".{sha256}.tmp"));
+        self.refuse_existing(name, manifest.version)?;
+        let path = self.artifacts.path(&sha256);
+        let staging = self.artifacts.folder().join(format!(".{sha256}.tmp"));
         std::fs::write(&staging, bytes)
             .and_then(|()| std::fs::rename(&staging, &path))
             .map_err(|e| Error::Internal(format!("cannot store the bundle: {e}")))?;
-        let record = VersionRecord {
+        Ok(VersionRecord {
             model: name.to_owned(),
             version: manifest.version,
             bundle_sha256: sha256,
             size: bytes.len() as u64,
             registered_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             manifest,
-        };
-        self.store.versions.put(&key, &record)?;
+        })
+    }
+
+    /// Errors if `name` version `version` is registered: versions are immutable.
+    fn refuse_existing(&self, name: &str, version: u64) -> Result<()> {
+        match self.store.versions.get(&version_key(name, version))? {
+            Some(existing) => Err(Error::Conflict(format!(
+                "{name} version {version} is already registered (bundle {}); versions are immutable, push a higher version",
+                existing.bundle_sha256
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a staged version whose bundle is stored.
+    fn commit(&self, record: VersionRecord) -> Result<VersionRecord> {
+        let _guard = self.store.lock();
+        self.refuse_existing(&record.model, record.version)?;
+        self.store
+            .versions
+            .put(&version_key(&record.model, record.version), &record)?;
         self.store.flush()?;
-        tracing::info!(model = name, version = record.version, sha256 = %record.bundle_sha256, "version registered");
+        tracing::info!(model = %record.model, version = record.version, sha256 = %record.bundle_sha256, "version registered");
         Ok(record)
     }
 
@@ -220,8 +258,24 @@ impl Registry {
             .ok_or_else(|| Error::NotFound(format!("{model} version {version} is not registered")))
     }
 
-    /// Deletes a version that no device is assigned; its aliases go with it.
-    pub fn delete(&self, model: &str, version: u64) -> Result<()> {
+    /// Deletes a version that no device is assigned; its aliases go with it, and its
+    /// bundle too when no other version uses it.
+    pub async fn delete(&self, model: &str, version: u64) -> Result<()> {
+        let registry = self.clone();
+        let owned_model = model.to_owned();
+        let unused = tokio::task::spawn_blocking(move || registry.forget(&owned_model, version))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        if let Some(sha256) = unused
+            && let Err(err) = self.artifacts.remove(&sha256).await
+        {
+            tracing::warn!(sha256, error = %err, "the deleted version's bundle stays in the artifact store");
+        }
+        Ok(())
+    }
+
+    /// Removes a version's records; returns its bundle's hash when no version uses it any more.
+    fn forget(&self, model: &str, version: u64) -> Result<Option<String>> {
         let _guard = self.store.lock();
         let record = self.resolve(model, &version.to_string())?;
         let assigned: Vec<String> = self
@@ -257,10 +311,7 @@ impl Registry {
             .all()?
             .iter()
             .any(|other| other.bundle_sha256 == record.bundle_sha256);
-        if !still_used {
-            let _ = std::fs::remove_file(self.artifact_path(&record.bundle_sha256));
-        }
-        Ok(())
+        Ok((!still_used).then_some(record.bundle_sha256))
     }
 
     /// The aliases of `model`.

@@ -5,10 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use edgewise_core::node_config::TrustBundle;
 
 use crate::api::{self, AppState};
+use crate::artifacts::ArtifactStore;
+use crate::aws::AwsTarget;
+use crate::aws::s3::{S3Artifacts, S3Location};
 use crate::datadir::DataDir;
 use crate::deploy::Deployer;
 use crate::fleet::{Endpoints, Fleet};
@@ -23,20 +26,58 @@ use crate::store::Store;
 use crate::telemetry_store::TelemetryStore;
 use crate::transfer::{self, ArtifactSource};
 use crate::{broker, credentials, mqtt_link};
+use edgewise_core::broker::{BrokerUrl, ClientTls};
 
 /// Where the broker is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum BrokerChoice {
     /// The embedded broker, listening on this address.
     Embedded(SocketAddr),
-    /// An external broker at `mqtt://HOST:PORT`.
-    External {
-        /// Host.
-        host: String,
-        /// Port.
-        port: u16,
+    /// An external broker (Mosquitto, AWS IoT Core, …).
+    External(ExternalBroker),
+}
+
+/// An external broker and how the control plane proves itself to it.
+#[derive(Debug, Clone)]
+pub struct ExternalBroker {
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+    pub url: BrokerUrl,
+    /// PEM of the CA that signs the broker's certificate; nodes get it too.
+    pub ca_pem: Option<String>,
+    /// PEM of the control plane's client certificate, for brokers that authenticate by
+    /// certificate (then no password is sent).
+    pub client_certificate_pem: Option<String>,
+    /// PEM of that certificate's private key.
+    pub client_key_pem: Option<String>,
+}
+
+impl ExternalBroker {
+    /// The TLS settings of an `mqtts://` broker.
+    pub fn tls(&self) -> ClientTls<'_> {
+        ClientTls {
+            ca_pem: self.ca_pem.as_deref(),
+            certificate_pem: self.client_certificate_pem.as_deref(),
+            key_pem: self.client_key_pem.as_deref(),
+        }
+    }
+}
+
+/// Where bundle files are kept.
+#[derive(Debug, Clone)]
+pub enum ArtifactStoreChoice {
+    /// The data folder's `artifacts/`.
+    Local,
+    /// An S3 bucket, cached in the data folder.
+    S3 {
+        /// Bucket and prefix.
+        location: S3Location,
+        /// Region and endpoint.
+        aws: AwsTarget,
     },
 }
+
+/// The longest a presigned S3 URL may live (a SigV4 limit).
+const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Everything `edgewise serve` is told.
 #[derive(Debug, Clone)]
@@ -55,6 +96,10 @@ pub struct ServeOptions {
     pub advertise_host: Option<String>,
     /// How long an assignment stays valid.
     pub assignment_ttl: Duration,
+    /// Where bundle files are kept.
+    pub artifact_store: ArtifactStoreChoice,
+    /// Redirect HTTP downloads to presigned S3 URLs, and list HTTP before QUIC.
+    pub presigned_downloads: bool,
     /// Bytes per second per artifact transfer (0: no limit).
     pub transfer_rate_limit: u64,
     /// Largest bundle upload.
@@ -84,24 +129,6 @@ fn default_trainer() -> PathBuf {
         .map(|exe| exe.with_file_name("edgewise-train"))
         .filter(|path| path.is_file())
         .unwrap_or_else(|| PathBuf::from("edgewise-train"))
-}
-
-/// Parses `--mqtt`: `embedded` or `mqtt://HOST:PORT`.
-pub fn parse_broker_url(value: &str) -> Result<Option<(String, u16)>, String> {
-    if value == "embedded" {
-        return Ok(None);
-    }
-    let rest = value
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("--mqtt {value:?} must be `embedded` or mqtt://HOST:PORT"))?;
-    let (host, port) = rest
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .ok_or_else(|| format!("--mqtt {value:?} must name a port"))?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("--mqtt {value:?}: port {port:?} is not a number"))?;
-    Ok(Some((host.to_owned(), port)))
 }
 
 /// The host nodes should use for an address the server bound to.
@@ -136,7 +163,7 @@ pub async fn serve(
     let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;
 
     let telemetry = TelemetryStore::new(store.clone())?;
-    let (broker_host, broker_port, mqtt_url) = match &options.broker {
+    let (broker, mqtt_url) = match &options.broker {
         BrokerChoice::Embedded(bind) => {
             let embedded = broker::start(
                 *bind,
@@ -146,19 +173,41 @@ pub async fn serve(
             )
             .await?;
             let port = embedded.address.port();
-            (
-                reachable_host(embedded.address),
-                port,
-                format!("mqtt://{advertise}:{port}"),
-            )
+            let local = ExternalBroker {
+                url: BrokerUrl {
+                    host: reachable_host(embedded.address),
+                    port,
+                    tls: false,
+                },
+                ca_pem: None,
+                client_certificate_pem: None,
+                client_key_pem: None,
+            };
+            (local, format!("mqtt://{advertise}:{port}"))
         }
-        BrokerChoice::External { host, port } => {
-            (host.clone(), *port, format!("mqtt://{host}:{port}"))
+        BrokerChoice::External(external) => (external.clone(), external.url.to_string()),
+    };
+    let artifact_store = match &options.artifact_store {
+        ArtifactStoreChoice::Local => ArtifactStore::local(data.artifacts()),
+        ArtifactStoreChoice::S3 { location, aws } => {
+            let remote = S3Artifacts::connect(location.clone(), aws)
+                .await
+                .map_err(|e| anyhow!("--artifact-store: {e}"))?;
+            tracing::info!(store = %remote.describe(), "bundles are kept in S3");
+            ArtifactStore::with_remote(data.artifacts(), remote)
+        }
+    };
+    let presign = match (&options.artifact_store, options.presigned_downloads) {
+        (_, false) => None,
+        (ArtifactStoreChoice::S3 { .. }, true) => Some(options.assignment_ttl.min(MAX_PRESIGN)),
+        (ArtifactStoreChoice::Local, true) => {
+            bail!("--presigned-downloads needs an S3 --artifact-store")
         }
     };
     let artifacts = ArtifactSource {
-        folder: data.artifacts(),
+        store: artifact_store.clone(),
         rate_limit: options.transfer_rate_limit,
+        presign,
     };
     let quic = transfer::start_quic(options.quic, &data.server, artifacts.clone())?;
     let listener = tokio::net::TcpListener::bind(options.http)
@@ -167,9 +216,11 @@ pub async fn serve(
     let http = listener.local_addr()?;
     let endpoints = Endpoints {
         mqtt_url: mqtt_url.clone(),
+        mqtt_ca: broker.ca_pem.clone().filter(|_| broker.url.tls),
         quic: format!("{advertise}:{}", quic.port()),
         quic_server_name: advertise.trim_matches(['[', ']']).to_owned(),
         http: format!("http://{advertise}:{}", http.port()),
+        http_first: presign.is_some(),
     };
     let trust = TrustBundle {
         release_keys: data
@@ -181,12 +232,12 @@ pub async fn serve(
         ca_certificate: data.ca.certificate_pem.clone(),
     };
     let publisher = mqtt_link::start(
-        &broker_host,
-        broker_port,
+        &broker,
         &data.service_password,
         store.clone(),
         telemetry.clone(),
-    );
+    )
+    .map_err(|e| anyhow!("--mqtt: {e}"))?;
     let expiring = telemetry.clone();
     let retention = options.telemetry_retention;
     tokio::spawn(async move {
@@ -203,7 +254,30 @@ pub async fn serve(
             }
         }
     });
-    let registry = Registry::new(store.clone(), data.artifacts(), data.release_trust.clone());
+    let registry = Registry::new(
+        store.clone(),
+        artifact_store.clone(),
+        data.release_trust.clone(),
+    );
+    if artifact_store.remote().is_some() {
+        let registered: Vec<String> = store
+            .versions
+            .all()?
+            .into_iter()
+            .map(|version| version.bundle_sha256)
+            .collect();
+        tokio::spawn(async move {
+            match artifact_store.reconcile(&registered).await {
+                Ok(0) => {}
+                Ok(uploaded) => {
+                    tracing::info!(uploaded, "registered bundles missing from S3 uploaded")
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot compare the registry with the S3 store")
+                }
+            }
+        });
+    }
     let fleet = Fleet::new(store.clone(), endpoints.clone(), trust);
     let deployer = Deployer::new(
         store.clone(),

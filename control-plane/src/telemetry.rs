@@ -76,6 +76,10 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
         "Bundle bytes sent to nodes, by transport (quic, http)."
     );
     metrics::describe_counter!(
+        "edgewise_artifact_redirects_total",
+        "Bundle downloads redirected to presigned S3 URLs."
+    );
+    metrics::describe_counter!(
         "edgewise_mqtt_malformed_messages_total",
         "MQTT messages from devices dropped as malformed."
     );

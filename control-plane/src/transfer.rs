@@ -2,7 +2,6 @@
 //! shared reading and pacing that the HTTP `Range` fallback uses too.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::artifacts::ArtifactStore;
 use crate::pki::CertifiedKey;
 
 /// Bytes sent per chunk.
@@ -21,38 +21,87 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Where bundle files are, and how fast they may go out.
 #[derive(Clone)]
 pub struct ArtifactSource {
-    /// The artifact folder.
-    pub folder: PathBuf,
+    /// The bundle files.
+    pub store: ArtifactStore,
     /// Bytes per second per transfer; 0 for no limit.
     pub rate_limit: u64,
+    /// With an S3 store: HTTP downloads are redirected to presigned S3 URLs valid this long.
+    pub presign: Option<Duration>,
+}
+
+/// Why a bundle cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The request does not name a bundle properly.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such bundle.
+    #[error("no artifact {0}")]
+    Missing(String),
+    /// The offset is past the end.
+    #[error("offset {offset} is past the end of artifact {sha256} ({size} bytes)")]
+    PastEnd {
+        /// The bundle.
+        sha256: String,
+        /// The requested offset.
+        offset: u64,
+        /// The bundle's size.
+        size: u64,
+    },
+    /// The bundle could not be read, here or from the S3 store.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ArtifactSource {
     /// Opens the bundle `sha256` at `offset`; returns the file and its full size.
-    pub async fn open(&self, sha256: &str, offset: u64) -> Result<(tokio::fs::File, u64), String> {
-        if sha256.len() != 64
-            || !sha256
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            return Err(format!(
-                "{sha256:?} is not a sha256 (64 lower-case hex characters)"
-            ));
-        }
-        let path = self.folder.join(sha256);
+    pub async fn open(
+        &self,
+        sha256: &str,
+        offset: u64,
+    ) -> Result<(tokio::fs::File, u64), OpenError> {
+        check_sha256(sha256).map_err(OpenError::Invalid)?;
+        let path = self.store.local_copy(sha256).await.map_err(|reason| {
+            if reason.starts_with("no artifact") {
+                OpenError::Missing(sha256.to_owned())
+            } else {
+                OpenError::Unavailable(reason)
+            }
+        })?;
         let mut file = tokio::fs::File::open(&path)
             .await
-            .map_err(|_| format!("no artifact {sha256}"))?;
-        let size = file.metadata().await.map_err(|e| e.to_string())?.len();
+            .map_err(|_| OpenError::Missing(sha256.to_owned()))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| OpenError::Unavailable(e.to_string()))?
+            .len();
         if offset > size {
-            return Err(format!(
-                "offset {offset} is past the end of artifact {sha256} ({size} bytes)"
-            ));
+            return Err(OpenError::PastEnd {
+                sha256: sha256.to_owned(),
+                offset,
+                size,
+            });
         }
         file.seek(std::io::SeekFrom::Start(offset))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| OpenError::Unavailable(e.to_string()))?;
         Ok((file, size))
+    }
+}
+
+/// Errors unless `sha256` is 64 lower-case hex characters.
+pub fn check_sha256(sha256: &str) -> Result<(), String> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{sha256:?} is not a sha256 (64 lower-case hex characters)"
+        ))
     }
 }
 
@@ -153,7 +202,8 @@ async fn serve_stream(
         Ok((request, _)) => source
             .open(&request.sha256, request.offset)
             .await
-            .map(|(file, size)| (file, size, request)),
+            .map(|(file, size)| (file, size, request))
+            .map_err(|e| e.to_string()),
         Err(reason) => Err(reason),
     };
     let (mut file, size, request) = match opened {

@@ -1,6 +1,6 @@
 //! `edgewise-core` is the contract between every Edgewise part: the model bundle and
 //! its manifest, ed25519 signing keys and the trust store, assignments, MQTT topics and
-//! payloads, QUIC transfer framing, the node config, the reference data profile and the
+//! payloads, QUIC transfer framing, broker addresses and their TLS settings, the node config, the reference data profile and the
 //! drift statistics computed against it.
 //!
 //! It must never link burn or do network IO: the runtime, the trainer and the control
@@ -8,6 +8,7 @@
 //! and bundles on request.
 
 pub mod assignment;
+pub mod broker;
 pub mod bundle;
 pub mod capture;
 pub mod drift;

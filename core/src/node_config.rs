@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::{BrokerUrl, ClientTls};
 use crate::keys::{KeyError, PublicKey, PublicKeyDocument, TrustStore};
 
 /// Everything a node needs to join its fleet.
@@ -26,12 +27,46 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSettings {
-    /// `mqtt://HOST:PORT`.
+    /// `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` over TLS.
     pub url: String,
     /// Username (the device id).
     pub username: String,
-    /// The device's own password.
+    /// The device's own password; empty where the broker authenticates the device by
+    /// its client certificate instead.
+    #[serde(default)]
     pub password: String,
+    /// PEM of the CA that signs the broker's certificate (`mqtts://` only); without it
+    /// the public web roots are trusted, as AWS IoT Core's endpoints need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
+    /// PEM of the device's X.509 client certificate, for brokers that authenticate by
+    /// certificate (AWS IoT Core, Mosquitto with `require_certificate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// PEM of the client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+impl MqttSettings {
+    /// The broker address, checked.
+    pub fn broker(&self) -> Result<BrokerUrl, String> {
+        BrokerUrl::parse(&self.url, "mqtt.url")
+    }
+
+    /// The TLS settings of an `mqtts://` URL.
+    pub fn tls(&self) -> ClientTls<'_> {
+        ClientTls {
+            ca_pem: self.ca_certificate.as_deref(),
+            certificate_pem: self.client_certificate.as_deref(),
+            key_pem: self.client_key.as_deref(),
+        }
+    }
+
+    /// Whether the device proves itself with a client certificate (and no password).
+    pub fn uses_client_certificate(&self) -> bool {
+        self.client_certificate.is_some()
+    }
 }
 
 /// Bundle download settings.

@@ -356,13 +356,8 @@ async fn run(
             listener.local_addr()?
         ),
     }
-    let link = Link::new(
-        &config.device_id,
-        &config.mqtt.url,
-        &config.mqtt.username,
-        &config.mqtt.password,
-    )
-    .map_err(|e| anyhow!("node config: {e}"))?;
+    let link =
+        Link::new(&config.device_id, &config.mqtt).map_err(|e| anyhow!("node config: {e}"))?;
     let publisher = link.publisher();
     let recorder = Recorder::new(DEFAULT_MAX_IDS, capture);
     let store = agent.store();

@@ -262,13 +262,7 @@ async fn start_node(
     let (agent, reports) =
         Agent::new(&config, agent_options, slot.clone()).map_err(|e| error(e.to_string()))?;
     agent.restore().await;
-    let link = Link::new(
-        &device,
-        &config.mqtt.url,
-        &config.mqtt.username,
-        &config.mqtt.password,
-    )
-    .map_err(error)?;
+    let link = Link::new(&device, &config.mqtt).map_err(error)?;
     let recorder = Recorder::new(DEFAULT_MAX_IDS, options.capture);
     let store = agent.store();
     let (desired_tx, desired_rx) = watch::channel(None);

@@ -3,84 +3,28 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
-use common::{ControlPlane, flows, password_of, start_nodes, wait_for};
-
-/// Mosquitto's binary, if installed.
-fn mosquitto() -> Option<PathBuf> {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|path| path.exists())
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// Mosquitto, killed on drop.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::mosquitto::{self, Broker};
+use common::{ControlPlane, flows, password_of, start_nodes};
 
 fn start_mosquitto(binary: &Path, folder: &Path, port: u16) -> Broker {
-    let config = folder.join("mosquitto.conf");
-    let text = format!(
+    let config = format!(
         "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\n",
         folder.join("passwd").display(),
         folder.join("acl").display()
     );
-    std::fs::write(&config, text).expect("write mosquitto.conf");
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start mosquitto");
-    wait_for("mosquitto to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    });
-    Broker(child)
+    mosquitto::start(binary, folder, port, &config)
 }
 
 #[test]
 fn the_fleet_flow_passes_on_mosquitto() {
-    let Some(binary) = mosquitto() else {
-        assert!(
-            std::env::var_os("EDGEWISE_REQUIRE_MOSQUITTO").is_none(),
-            "mosquitto is not installed"
-        );
-        eprintln!("skipped: mosquitto is not installed (apt-get install mosquitto)");
+    let Some(binary) = mosquitto::binary() else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    // Mosquitto drops to the `mosquitto` user, which must be able to read its files.
-    #[cfg(unix)]
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let port = free_port();
+    mosquitto::share_with_broker(dir.path());
+    let port = mosquitto::free_port();
     let plane = ControlPlane::start(
         &dir.path().join("control-plane"),
         &["--mqtt", &format!("mqtt://127.0.0.1:{port}")],

@@ -7,56 +7,16 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::moto::{AWS_ENV, Moto, s3_url};
 use common::{ControlPlane, bundles, data_file, wait_for};
 use serde_json::{Value, json};
 
 const BUCKET: &str = "edgewise-ml";
 const ROLE: &str = "arn:aws:iam::123456789012:role/EdgewiseTraining";
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/edgewise-train:1";
-
-/// moto's server, stopped on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Option<Moto> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let spawned = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else {
-            assert!(
-                std::env::var_os("EDGEWISE_REQUIRE_MOTO").is_none(),
-                "EDGEWISE_REQUIRE_MOTO is set but moto_server cannot run (pip install \"moto[server]\")"
-            );
-            eprintln!("skipping: moto is not installed");
-            return None;
-        };
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let probe = format!("{}/moto-api/", moto.url);
-        wait_for("moto server", Duration::from_secs(60), || {
-            reqwest::blocking::get(&probe)
-                .is_ok_and(|r| r.status().is_success())
-                .then_some(())
-        });
-        Some(moto)
-    }
-}
 
 /// A SageMaker call to moto at `url`; moto routes on the credential scope and checks
 /// no signature.
@@ -73,18 +33,6 @@ fn sagemaker(url: &str, action: &str, body: Value) -> Value {
             .send()
             .and_then(|r| r.json())
             .expect("sagemaker call")
-}
-
-/// The path-style URL of `s3://…` on moto at `url`.
-fn s3_url(url: &str, uri: &str) -> String {
-    format!("{url}/{}", uri.trim_start_matches("s3://"))
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Plays the training container: waits for the job, reads its input, writes its output.
@@ -144,11 +92,7 @@ fn a_sagemaker_job_trains_from_s3_and_registers_its_bundle() {
     let Some(moto) = Moto::start() else {
         return;
     };
-    let created = reqwest::blocking::Client::new()
-        .put(format!("{}/{BUCKET}", moto.url))
-        .send()
-        .expect("create bucket");
-    assert!(created.status().is_success());
+    moto.create_bucket(BUCKET);
     let dir = tempfile::tempdir().expect("temp dir");
     let plane = ControlPlane::start_with_env(
         &dir.path().join("control-plane"),
@@ -166,14 +110,7 @@ fn a_sagemaker_job_trains_from_s3_and_registers_its_bundle() {
             "--sagemaker-poll",
             "1s",
         ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            ),
-            ("AWS_REGION", "us-east-1"),
-        ],
+        &AWS_ENV,
     );
     plane.cli(&["model", "push", bundles().v1.to_str().expect("utf-8")]);
     let v2 = std::fs::read(&bundles().v2).expect("v2");

@@ -1,5 +1,6 @@
 //! `GET /api/v1/artifacts/{sha256}`: bundle bytes over HTTP, with `Range` so a broken
-//! download resumes; the fallback for nodes that cannot use QUIC.
+//! download resumes; the fallback for nodes that cannot use QUIC. With an S3 store and
+//! presigned downloads it redirects to the bucket instead.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -9,7 +10,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
 use super::{ApiError, AppState, PathParams};
-use crate::transfer::{CHUNK_BYTES, Pacer};
+use crate::transfer::{CHUNK_BYTES, OpenError, Pacer, check_sha256};
 
 /// Parses `bytes=START-` or `bytes=START-END` (one range only).
 fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
@@ -26,6 +27,8 @@ fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
 /// Downloads a bundle, whole or from a byte range.
 #[utoipa::path(get, path = "/api/v1/artifacts/{sha256}", tag = "artifacts", params(("sha256" = String, Path)),
     responses((status = 200, description = "the whole bundle"), (status = 206, description = "the requested range"),
+        (status = 307, description = "with presigned downloads: the bundle's presigned S3 URL"),
+        (status = 503, body = super::ErrorBody, description = "the S3 artifact store cannot be reached"),
         (status = 404, body = super::ErrorBody), (status = 416, body = super::ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
@@ -41,20 +44,19 @@ pub async fn download(
             )
         })?),
     };
+    if let Some(ttl) = state.artifacts.presign {
+        return redirect_to_s3(&state, &sha256, ttl).await;
+    }
     let start = range.map_or(0, |(start, _)| start);
-    let (file, size) = state
-        .artifacts
-        .open(&sha256, start)
-        .await
-        .map_err(|reason| {
-            if reason.starts_with("offset") {
-                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, reason)
-            } else if reason.starts_with("no artifact") {
-                ApiError::new(StatusCode::NOT_FOUND, reason)
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, reason)
-            }
-        })?;
+    let (file, size) = state.artifacts.open(&sha256, start).await.map_err(|err| {
+        let status = match &err {
+            OpenError::Invalid(_) => StatusCode::BAD_REQUEST,
+            OpenError::Missing(_) => StatusCode::NOT_FOUND,
+            OpenError::PastEnd { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            OpenError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, err.to_string())
+    })?;
     let end = range
         .and_then(|(_, end)| end)
         .map_or(size, |end| (end + 1).min(size));
@@ -98,6 +100,36 @@ pub async fn download(
             headers.insert(header::CONTENT_RANGE, value);
         }
     }
+    Ok(response)
+}
+
+/// Answers `307 Temporary Redirect` to a presigned S3 URL, so the bytes come straight
+/// from the bucket (the client's `Range` header goes along).
+async fn redirect_to_s3(
+    state: &AppState,
+    sha256: &str,
+    ttl: std::time::Duration,
+) -> Result<Response, ApiError> {
+    check_sha256(sha256).map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
+    let url = match state.artifacts.store.presigned_url(sha256, ttl).await {
+        Some(Ok(url)) => url,
+        Some(Err(reason)) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason)),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "presigned downloads need an S3 artifact store",
+            ));
+        }
+    };
+    let location = HeaderValue::from_str(&url).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the presigned URL is not a valid header",
+        )
+    })?;
+    metrics::counter!("edgewise_artifact_redirects_total").increment(1);
+    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
 }
 

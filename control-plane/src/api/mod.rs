@@ -163,7 +163,7 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
 #[openapi(
     info(
         title = "Edgewise control plane",
-        description = "Registry, fleet and deployments."
+        description = "The model registry, the fleet, deployments and staged rollouts, telemetry and drift, training jobs and retraining policies."
     ),
     paths(
         models::push,
@@ -243,6 +243,7 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

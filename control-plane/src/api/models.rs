@@ -43,10 +43,7 @@ pub async fn push(
     if body.is_empty() {
         return Err(Error::Invalid("request body is empty; send the bundle file".into()).into());
     }
-    let registry = state.registry.clone();
-    let record = tokio::task::spawn_blocking(move || registry.push(&name, &body))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let record = state.registry.push(&name, body).await?;
     let view = state
         .registry
         .version_view(&record.model, &record.version.to_string())?;
@@ -91,7 +88,7 @@ pub async fn delete_version(
     PathParams((name, version)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let version = state.registry.resolve(&name, &version)?.version;
-    state.registry.delete(&name, version)?;
+    state.registry.delete(&name, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

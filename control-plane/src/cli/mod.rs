@@ -2,6 +2,7 @@
 //! a client of its REST API.
 
 mod client;
+mod fleet;
 mod overview;
 mod render;
 mod rollout;
@@ -97,6 +98,9 @@ enum Command {
     /// Retraining policies: drift or low accuracy → retrain → canary.
     #[command(subcommand)]
     Retraining(train::RetrainingCommand),
+    /// The fleet in other systems: `fleet sync --aws` mirrors it into AWS IoT Core.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 #[derive(Subcommand)]
@@ -300,6 +304,7 @@ pub async fn run(
         Command::Dataset(command) => train::dataset(&api, json, command).await,
         Command::Train(command) => train::run(&api, json, command).await,
         Command::Retraining(command) => train::retraining(&api, command).await,
+        Command::Fleet(command) => fleet::run(&api, json, command).await,
         Command::Broker(BrokerCommand::Mosquitto { out }) => {
             let files: MosquittoFiles = api.get("/api/v1/broker/mosquitto").await?;
             std::fs::create_dir_all(&out)?;
@@ -496,14 +501,7 @@ async fn device(api: &ApiClient, json: bool, command: DeviceCommand) -> Result<(
                 .send_json(Method::POST, "/api/v1/devices", &body)
                 .await?;
             let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            std::io::Write::write_all(&mut file, registered.node_config.as_bytes())?;
+            fleet::write_private(&path, &registered.node_config)?;
             if json {
                 render::json(&registered.device);
             } else {

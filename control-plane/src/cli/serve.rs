@@ -4,10 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
 
-use crate::server::{self, BrokerChoice, ServeOptions};
+use crate::aws::AwsTarget;
+use crate::aws::s3::S3Location;
+use crate::server::{self, ArtifactStoreChoice, BrokerChoice, ExternalBroker, ServeOptions};
+use edgewise_core::broker::BrokerUrl;
 
 /// The flags of `edgewise serve`.
 #[derive(Args)]
@@ -18,9 +21,21 @@ pub struct ServeArgs {
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8700")]
     http: SocketAddr,
-    /// `embedded`, or an external broker as mqtt://HOST:PORT.
+    /// `embedded`, or an external broker as mqtt://HOST:PORT or mqtts://HOST:PORT (TLS;
+    /// for AWS IoT Core, mqtts://ENDPOINT:8883 from `edgewise fleet sync --aws`).
     #[arg(long, default_value = "embedded")]
     mqtt: String,
+    /// PEM file of the CA that signs an mqtts:// broker's certificate (default: the public
+    /// web roots); nodes registered from now on trust it too.
+    #[arg(long)]
+    mqtt_ca: Option<PathBuf>,
+    /// PEM file of the control plane's client certificate for brokers that authenticate
+    /// by certificate, such as AWS IoT Core (thing `edgewise-control-plane`).
+    #[arg(long, requires = "mqtt_client_key")]
+    mqtt_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, requires = "mqtt_client_cert")]
+    mqtt_client_key: Option<PathBuf>,
     /// Where the embedded broker listens.
     #[arg(long, default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
@@ -36,6 +51,14 @@ pub struct ServeArgs {
     /// How long an assignment stays valid.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     assignment_ttl: Duration,
+    /// Where bundle files are kept: `local` (the data folder) or s3://BUCKET[/PREFIX]
+    /// (the data folder then caches them). Uses --aws-region and --s3-endpoint.
+    #[arg(long, default_value = "local")]
+    artifact_store: String,
+    /// With an S3 store: nodes fetch bundles straight from S3 through presigned URLs (the
+    /// HTTP download answers 307 to one), with the control plane's QUIC as fallback.
+    #[arg(long)]
+    presigned_downloads: bool,
     /// Bytes per second per artifact transfer; 0 for no limit.
     #[arg(long, default_value_t = 0)]
     transfer_rate_limit: u64,
@@ -78,14 +101,15 @@ pub struct ServeArgs {
         default_value = "http://edgewise-control-plane.edgewise.svc:8700"
     )]
     k8s_server_url: String,
-    /// AWS region of the SageMaker executor (credentials come from AWS_ACCESS_KEY_ID
-    /// and AWS_SECRET_ACCESS_KEY).
+    /// AWS region of the S3 artifact store and the SageMaker executor (credentials from
+    /// the standard AWS chain; the SageMaker executor reads AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     aws_region: String,
     /// SageMaker API endpoint (default: the region's).
     #[arg(long)]
     sagemaker_endpoint: Option<String>,
-    /// S3 endpoint, path-style (default: the region's).
+    /// S3 endpoint URL, path-style, for the artifact store and SageMaker (default: the region's).
     #[arg(long)]
     s3_endpoint: Option<String>,
     /// S3 bucket for SageMaker job inputs and outputs.
@@ -110,12 +134,35 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let broker = match server::parse_broker_url(&args.mqtt).map_err(|e| anyhow!(e))? {
-        None => BrokerChoice::Embedded(args.mqtt_listen),
-        Some((host, port)) => BrokerChoice::External { host, port },
+    let broker = if args.mqtt == "embedded" {
+        BrokerChoice::Embedded(args.mqtt_listen)
+    } else {
+        BrokerChoice::External(ExternalBroker {
+            url: BrokerUrl::parse(&args.mqtt, "--mqtt").map_err(|e| anyhow!(e))?,
+            ca_pem: read_pem(args.mqtt_ca.as_deref(), "--mqtt-ca")?,
+            client_certificate_pem: read_pem(
+                args.mqtt_client_cert.as_deref(),
+                "--mqtt-client-cert",
+            )?,
+            client_key_pem: read_pem(args.mqtt_client_key.as_deref(), "--mqtt-client-key")?,
+        })
+    };
+    let artifact_store = if args.artifact_store == "local" {
+        ArtifactStoreChoice::Local
+    } else {
+        ArtifactStoreChoice::S3 {
+            location: S3Location::parse(&args.artifact_store, "--artifact-store")
+                .map_err(|e| anyhow!("{e}, or `local`"))?,
+            aws: AwsTarget {
+                region: args.aws_region.clone(),
+                endpoint: args.s3_endpoint.clone(),
+            },
+        }
     };
     server::serve(
         ServeOptions {
+            artifact_store,
+            presigned_downloads: args.presigned_downloads,
             data_dir: args.data_dir,
             http: args.http,
             broker,
@@ -152,4 +199,12 @@ pub async fn serve(
         shutdown,
     )
     .await
+}
+
+/// Reads an optional PEM file named by `flag`.
+fn read_pem(path: Option<&std::path::Path>, flag: &str) -> Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))
+    })
+    .transpose()
 }

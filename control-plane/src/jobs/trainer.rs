@@ -202,7 +202,11 @@ pub async fn execute(
     if let (Some(plan), Some(parent), Some(holdout)) =
         (&job.request.evaluation, &parent, &prepared.holdout)
     {
-        let parent_bundle = inner.registry.artifact_path(&parent.bundle_sha256);
+        let parent_bundle = inner
+            .registry
+            .artifacts()
+            .local_copy(&parent.bundle_sha256)
+            .await?;
         let candidate = evaluate(&inner.settings.trainer, &bundle_path, holdout).await?;
         let baseline = evaluate(&inner.settings.trainer, &parent_bundle, holdout).await?;
         let better = candidate.accuracy >= baseline.accuracy + plan.margin;
@@ -235,7 +239,8 @@ pub async fn execute(
     if job.request.register {
         inner
             .registry
-            .push(&job.request.model, &bytes)
+            .push(&job.request.model, bytes)
+            .await
             .map_err(|e| format!("registration refused: {e}"))?;
         job.registered = true;
         jobs.log(

@@ -8,10 +8,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use edgewise_core::node_config::MqttSettings;
 use edgewise_core::reported::ReportedState;
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
 use rumqttc::{
     AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
+    TlsConfiguration, Transport,
 };
 use tokio::sync::watch;
 
@@ -22,21 +24,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Largest MQTT packet in either direction.
 const MAX_PACKET_BYTES: usize = 1024 * 1024;
-
-/// Splits `mqtt://HOST:PORT` into host and port.
-pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("mqtt.url {url:?} must start with mqtt://"))?;
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| format!("mqtt.url {url:?} must name a port, as in mqtt://HOST:1883"))?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("mqtt.url {url:?}: port {port:?} is not a number"))?;
-    Ok((host.trim_matches(['[', ']']).to_owned(), port))
-}
 
 /// A publish waiting for the link task to hand it to rumqttc.
 struct WaitingPublish {
@@ -147,12 +134,20 @@ pub struct Link {
 }
 
 impl Link {
-    /// Prepares the connection (it opens on the first poll).
-    pub fn new(device_id: &str, url: &str, username: &str, password: &str) -> Result<Self, String> {
-        let (host, port) = parse_mqtt_url(url)?;
-        let mut options = MqttOptions::new(device_id, host, port);
+    /// Prepares the connection (it opens on the first poll): over TLS for `mqtts://`,
+    /// with the device's client certificate where the settings hold one, else with its
+    /// username and password.
+    pub fn new(device_id: &str, settings: &MqttSettings) -> Result<Self, String> {
+        let broker = settings.broker()?;
+        let mut options = MqttOptions::new(device_id, broker.host, broker.port);
+        if broker.tls {
+            let tls = settings.tls().client_config("mqtt.")?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        }
+        if !settings.uses_client_certificate() {
+            options.set_credentials(&settings.username, &settings.password);
+        }
         options
-            .set_credentials(username, password)
             .set_keep_alive(KEEP_ALIVE)
             .set_clean_session(true)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod flows;
+pub mod mosquitto;
+pub mod moto;
 pub mod mqtt;
 
 use std::io::{BufRead, BufReader};
@@ -215,6 +217,11 @@ fn field(line: &str, key: &str) -> String {
 impl ControlPlane {
     /// Starts `edgewise serve` on ephemeral ports, trusting the shared release key, with `extra` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ControlPlane {
+        ControlPlane::start_with_env(data_dir, extra, &[])
+    }
+
+    /// The same, with environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> ControlPlane {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--data-dir".into(),
@@ -235,7 +242,10 @@ impl ControlPlane {
             url: String::new(),
             args,
             ports: Ports::default(),
-            env: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         plane.launch();
         // Later starts reuse the same ports, so the nodes' configs stay right.
@@ -249,17 +259,6 @@ impl ControlPlane {
                 plane.args[at + 1] = address.clone();
             }
         }
-        plane
-    }
-
-    /// The same, with environment variables.
-    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> ControlPlane {
-        let mut plane = ControlPlane::start(data_dir, extra);
-        plane.env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        plane.restart();
         plane
     }
 
