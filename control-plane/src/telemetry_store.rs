@@ -36,6 +36,7 @@ pub struct StoredWindow {
 
 /// What to sum.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 pub struct TelemetryQuery {
     /// Only this device.
     pub device: Option<String>,

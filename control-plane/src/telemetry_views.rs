@@ -17,6 +17,7 @@ const MAX_POINTS: u64 = 2_000;
 
 /// Which windows to chart, and how finely.
 #[derive(Debug, Clone, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
     /// Model name.
     pub model: String,

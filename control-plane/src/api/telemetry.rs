@@ -14,6 +14,7 @@ use crate::telemetry_views::{Series, SeriesQuery};
 
 /// Which captures to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CaptureQuery {
     /// Model name.
     pub model: String,

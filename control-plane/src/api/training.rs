@@ -18,6 +18,7 @@ use crate::retraining::{PolicyRecord, RetrainingPolicy};
 
 /// How an uploaded dataset is named.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The file name to keep (e.g. `rainfall-2026.csv.gz`).
     pub name: String,
@@ -95,6 +96,7 @@ pub async fn cancel(
 
 /// Which log lines to read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// The first line (0-based); read on from `next` of the previous answer.
     #[serde(default)]
