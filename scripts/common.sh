@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the demo scripts (sourced): the build they share with the test suite, a
 # fresh work folder, background processes stopped on exit, and waiting for a line.
 
