@@ -5,6 +5,7 @@
 //! It knows nothing of HTTP, MQTT or files beyond the bytes it is handed: the
 //! runtime and the trainer do the IO.
 
+pub mod dense;
 pub mod device;
 pub mod network;
 pub mod predictor;

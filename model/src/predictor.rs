@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use edgewise_core::manifest::{Manifest, Normalization, SelfTest};
 
 use crate::ModelError;
+use crate::dense::DenseNetwork;
 use crate::device::{Candidate, DeviceChoice, candidates};
 use crate::network::Network;
 use crate::weights;
@@ -19,6 +20,8 @@ const MAX_TIMING_BATCH: usize = 1024;
 #[derive(Debug)]
 pub struct Predictor {
     network: Network,
+    /// The same network as plain loops, on the CPU when it is dense (see [`DenseNetwork`]).
+    dense: Option<DenseNetwork>,
     device: Candidate,
     normalization: Normalization,
     input_len: usize,
@@ -87,8 +90,14 @@ impl Predictor {
     ) -> Result<Self, ModelError> {
         manifest.check()?;
         let network = weights::load(&manifest.spec, weights, &device.device)?;
+        let dense = if device.is_gpu {
+            None
+        } else {
+            DenseNetwork::from_network(&network)
+        };
         let predictor = Predictor {
             network,
+            dense,
             device,
             normalization: manifest.input.normalization.clone(),
             input_len: manifest.spec.input_len(),
@@ -96,6 +105,18 @@ impl Predictor {
         };
         predictor.self_test(&manifest.self_test)?;
         Ok(predictor)
+    }
+
+    /// The same predictor on burn's general path only, without the dense fast path
+    /// (for measuring what the fast path gains).
+    pub fn without_fast_path(mut self) -> Self {
+        self.dense = None;
+        self
+    }
+
+    /// Whether predictions take the dense fast path.
+    pub fn uses_fast_path(&self) -> bool {
+        self.dense.is_some()
     }
 
     /// The device this model runs on.
@@ -126,6 +147,9 @@ impl Predictor {
         let mut normalized = inputs.to_vec();
         for row in normalized.chunks_mut(self.input_len) {
             self.normalization.apply(row);
+        }
+        if let Some(dense) = &self.dense {
+            return Ok(dense.predict_probabilities(&normalized, batch));
         }
         let input = to_tensor(normalized, batch, self.input_len, &self.device.device);
         let output = self.network.predict_probabilities(input);

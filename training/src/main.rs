@@ -1,5 +1,7 @@
 //! `edgewise-train`: train, sign, verify and inspect model bundles.
 
+mod engine;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +66,33 @@ enum Command {
         /// Rows to score, `START..END` (END excluded), counted after the header.
         #[arg(long, value_parser = parse_rows)]
         rows: Option<Range<usize>>,
+    },
+    /// Write a dense bundle's network as JSON (weights, normalisation, labels, self-test
+    /// vectors), to rebuild it in another runtime such as ONNX Runtime.
+    Export {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time a bundle's predictions on this machine (normalisation, forward pass,
+    /// softmax); prints JSON with the median and p99 per batch size.
+    Bench {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// `cpu`, `gpu` or `auto`.
+        #[arg(long, default_value = "cpu")]
+        device: edgewise_model::DeviceChoice,
+        /// `serving` (what the runtime runs) or `burn` (burn's general path only).
+        #[arg(long, value_enum, default_value = "serving")]
+        path: engine::EnginePath,
+        /// Batch sizes to time (repeat the flag).
+        #[arg(long = "batch", default_values_t = [1usize, 64])]
+        batches: Vec<usize>,
+        /// Batches timed per batch size.
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
     },
     /// Summarise a bundle: name, version, spec, metrics, profile, signer.
     Inspect {
@@ -210,6 +239,33 @@ fn main() -> Result<()> {
             let score = evaluate::score(&bytes, &data, label_column(&label), rows)
                 .with_context(|| format!("cannot score {}", bundle.display()))?;
             println!("{}", serde_json::to_string(&score)?);
+            Ok(())
+        }
+        Command::Export { bundle, out } => {
+            let bytes = std::fs::read(&bundle)
+                .with_context(|| format!("cannot read {}", bundle.display()))?;
+            let exported = serde_json::to_string(&engine::export(&bytes)?)?;
+            match out {
+                Some(path) => std::fs::write(&path, exported)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{exported}"),
+            }
+            Ok(())
+        }
+        Command::Bench {
+            bundle,
+            device,
+            path,
+            batches,
+            iterations,
+        } => {
+            if iterations == 0 || batches.contains(&0) {
+                bail!("--iterations and every --batch must be at least 1");
+            }
+            let bytes = std::fs::read(&bundle)
+                .with_context(|| format!("cannot read {}", bundle.display()))?;
+            let report = engine::bench(&bytes, device, path, &batches, iterations)?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Inspect { bundle, json } => {
