@@ -277,7 +277,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
     let resumed = start(&plane, "1", "3s");
     wait_for(
         "the rollout to reach its second stage",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || (rollout(&plane, &resumed)["stage"] == 1).then_some(()),
     );
     plane.kill();
