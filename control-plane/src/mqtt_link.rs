@@ -10,7 +10,7 @@ use edgewise_core::telemetry::TelemetryWindow;
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 
-use crate::server::ExternalBroker;
+use crate::server::BrokerConnection;
 
 use crate::datadir::SERVICE_USER;
 use crate::store::{DeviceRecord, Store};
@@ -46,7 +46,7 @@ impl Publisher {
 /// certificate when one is given, else with the service password) and runs the link in
 /// the background; returns the publisher.
 pub fn start(
-    broker: &ExternalBroker,
+    broker: &BrokerConnection,
     password: &str,
     store: Store,
     telemetry: TelemetryStore,

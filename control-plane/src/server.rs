@@ -34,12 +34,13 @@ pub enum BrokerChoice {
     /// The embedded broker, listening on this address.
     Embedded(SocketAddr),
     /// An external broker (Mosquitto, AWS IoT Core, …).
-    External(ExternalBroker),
+    External(BrokerConnection),
 }
 
-/// An external broker and how the control plane proves itself to it.
+/// A broker the control plane connects to (the embedded one, or an external one) and
+/// how it proves itself there.
 #[derive(Debug, Clone)]
-pub struct ExternalBroker {
+pub struct BrokerConnection {
     /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
     pub url: BrokerUrl,
     /// PEM of the CA that signs the broker's certificate; nodes get it too.
@@ -51,7 +52,7 @@ pub struct ExternalBroker {
     pub client_key_pem: Option<String>,
 }
 
-impl ExternalBroker {
+impl BrokerConnection {
     /// The TLS settings of an `mqtts://` broker.
     pub fn tls(&self) -> ClientTls<'_> {
         ClientTls {
@@ -173,7 +174,7 @@ pub async fn serve(
             )
             .await?;
             let port = embedded.address.port();
-            let local = ExternalBroker {
+            let local = BrokerConnection {
                 url: BrokerUrl {
                     host: reachable_host(embedded.address),
                     port,

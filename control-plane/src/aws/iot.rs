@@ -6,6 +6,7 @@
 //! never shows it again.
 
 use aws_sdk_iot::Client;
+use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types::{AttributePayload, ThingGroupProperties};
 use serde::Serialize;
 use serde_json::Value;
@@ -171,11 +172,7 @@ impl FleetMirror {
         let text = document.to_string();
         let current = match self.client.get_policy().policy_name(name).send().await {
             Ok(policy) => policy.policy_document().map(str::to_owned),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
+            Err(err) if not_found(&err) => {
                 self.client
                     .create_policy()
                     .policy_name(name)
@@ -251,11 +248,7 @@ impl FleetMirror {
             .await
         {
             Ok(_) => Ok(false),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
+            Err(err) if not_found(&err) => {
                 let properties = ThingGroupProperties::builder()
                     .thing_group_description(format!("Edgewise device group {group}"))
                     .attribute_payload(managed_attributes())
@@ -280,11 +273,7 @@ impl FleetMirror {
     async fn ensure_thing(&self, thing: &str) -> Result<bool, String> {
         match self.client.describe_thing().thing_name(thing).send().await {
             Ok(_) => Ok(false),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
+            Err(err) if not_found(&err) => {
                 self.client
                     .create_thing()
                     .thing_name(thing)
@@ -433,6 +422,11 @@ impl FleetMirror {
             .map_err(|e| format!("attach-policy {policy}: {}", error_message(&e)))?;
         Ok(())
     }
+}
+
+/// Whether AWS IoT answered that the named resource does not exist.
+fn not_found<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(ProvideErrorMetadata::code) == Some("ResourceNotFoundException")
 }
 
 /// `managed-by=edgewise`.

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::aws::AwsTarget;
 use crate::aws::s3::S3Location;
-use crate::server::{self, ArtifactStoreChoice, BrokerChoice, ExternalBroker, ServeOptions};
+use crate::server::{self, ArtifactStoreChoice, BrokerChoice, BrokerConnection, ServeOptions};
 use edgewise_core::broker::BrokerUrl;
 
 /// The flags of `edgewise serve`.
@@ -137,7 +137,7 @@ pub async fn serve(
     let broker = if args.mqtt == "embedded" {
         BrokerChoice::Embedded(args.mqtt_listen)
     } else {
-        BrokerChoice::External(ExternalBroker {
+        BrokerChoice::External(BrokerConnection {
             url: BrokerUrl::parse(&args.mqtt, "--mqtt").map_err(|e| anyhow!(e))?,
             ca_pem: read_pem(args.mqtt_ca.as_deref(), "--mqtt-ca")?,
             client_certificate_pem: read_pem(
