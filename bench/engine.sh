@@ -13,7 +13,7 @@ work=$target/bench
 venv=${BENCH_VENV:-$target/bench-venv}
 mkdir -p "$work"
 
-cargo build --release --quiet -p edgewise-training --bin edgewise-train
+cargo build --release --quiet --workspace --bins --benches
 trainer=$target/release/edgewise-train
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
   python3 -m venv "$venv"

@@ -23,7 +23,7 @@ edgewise_port=${EDGEWISE_PORT:-18090}
 fastapi_port=${FASTAPI_PORT:-18091}
 mkdir -p "$work"
 
-cargo build --release --quiet -p edgewise-runtime -p edgewise-training --bins
+cargo build --release --quiet --workspace --bins --benches
 bin=$target/release
 if [ ! -x "$venv/bin/python" ] ||
   ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, fastapi, uvicorn" 2>/dev/null; then

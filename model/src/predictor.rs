@@ -114,9 +114,9 @@ impl Predictor {
         self
     }
 
-    /// Whether predictions take the dense fast path.
-    pub fn uses_fast_path(&self) -> bool {
-        self.dense.is_some()
+    /// Whether a batch of `batch` examples takes the dense fast path.
+    pub fn uses_fast_path(&self, batch: usize) -> bool {
+        self.dense.as_ref().is_some_and(|dense| dense.suits(batch))
     }
 
     /// The device this model runs on.
@@ -148,7 +148,7 @@ impl Predictor {
         for row in normalized.chunks_mut(self.input_len) {
             self.normalization.apply(row);
         }
-        if let Some(dense) = &self.dense {
+        if let Some(dense) = self.dense.as_ref().filter(|dense| dense.suits(batch)) {
             return Ok(dense.predict_probabilities(&normalized, batch));
         }
         let input = to_tensor(normalized, batch, self.input_len, &self.device.device);

@@ -53,6 +53,8 @@ pub enum EnginePath {
 pub struct BatchTiming {
     /// Examples per batch.
     pub batch: usize,
+    /// `dense fast path` or `burn`: which code computed this batch size.
+    pub path: String,
     /// Batches timed.
     pub iterations: usize,
     /// Median time per batch, microseconds.
@@ -68,8 +70,6 @@ pub struct BatchTiming {
 pub struct EngineReport {
     /// The device, in words.
     pub device: String,
-    /// `dense fast path` or `burn`.
-    pub path: String,
     /// One entry per batch size.
     pub timings: Vec<BatchTiming>,
 }
@@ -116,6 +116,11 @@ pub fn bench(
         let median = at(0.5).as_secs_f64();
         timings.push(BatchTiming {
             batch,
+            path: if predictor.uses_fast_path(batch) {
+                "dense fast path".to_owned()
+            } else {
+                "burn".to_owned()
+            },
             iterations,
             median_us: median * 1e6,
             p99_us: at(0.99).as_secs_f64() * 1e6,
@@ -124,11 +129,6 @@ pub fn bench(
     }
     Ok(EngineReport {
         device: predictor.device().description.clone(),
-        path: if predictor.uses_fast_path() {
-            "dense fast path".to_owned()
-        } else {
-            "burn".to_owned()
-        },
         timings,
     })
 }
