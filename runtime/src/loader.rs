@@ -1,10 +1,11 @@
 //! Opening a bundle file for serving: verify it against the trust store, load it on
 //! the chosen device, and run its self-test. Any failure refuses the bundle.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
-use edgewise_core::bundle::{Bundle, BundleError};
+use edgewise_core::bundle::{Bundle, BundleError, sha256_hex};
 use edgewise_core::keys::TrustStore;
 use edgewise_core::manifest::Manifest;
 use edgewise_model::{DeviceChoice, DeviceTiming, ModelError, Predictor};
@@ -34,6 +35,46 @@ pub enum LoadError {
     /// The model did not load, or failed its self-test.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The inference thread could not be started.
+    #[error("cannot start the inference thread: {0}")]
+    Start(#[from] std::io::Error),
+}
+
+/// The models serving in this process, by signed manifest: lets the fleet simulator's
+/// virtual nodes share one loaded copy, and one inference thread, per bundle. Every node
+/// still reads and verifies its own file; only the load and self-test are shared. An
+/// entry lives as long as some node serves it.
+#[derive(Clone, Default)]
+pub struct SharedModels(Arc<Mutex<HashMap<String, Weak<ServingModel>>>>);
+
+impl std::fmt::Debug for SharedModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedModels").finish_non_exhaustive()
+    }
+}
+
+impl SharedModels {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<ServingModel>> {
+        let models = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        models.get(key).and_then(Weak::upgrade)
+    }
+
+    fn insert(&self, key: String, model: &Arc<ServingModel>) {
+        let mut models = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        models.retain(|_, held| held.strong_count() > 0);
+        models.insert(key, Arc::downgrade(model));
+    }
 }
 
 /// Reads, verifies and loads the bundle at `path`.
@@ -45,6 +86,15 @@ pub fn load_bundle(
 ) -> Result<LoadedModel, LoadError> {
     let bundle = Bundle::read(path)?;
     bundle.verify(trust)?;
+    load_verified(bundle, device, batch_size)
+}
+
+/// Loads a verified bundle's model on `device` and runs its self-test.
+fn load_verified(
+    bundle: Bundle,
+    device: DeviceChoice,
+    batch_size: usize,
+) -> Result<LoadedModel, LoadError> {
     let (predictor, timings) =
         Predictor::load(&bundle.manifest, &bundle.weights, device, batch_size)?;
     Ok(LoadedModel {
@@ -52,6 +102,29 @@ pub fn load_bundle(
         predictor,
         timings,
     })
+}
+
+/// Reads and verifies the bundle at `path` and starts it serving. With `shared`, a copy
+/// of the same signed bundle already serving in this process is reused.
+pub fn open_bundle(
+    path: &Path,
+    trust: &TrustStore,
+    device: DeviceChoice,
+    batching: BatchingConfig,
+    shared: Option<&SharedModels>,
+) -> Result<Arc<ServingModel>, LoadError> {
+    let bundle = Bundle::read(path)?;
+    bundle.verify(trust)?;
+    let key = sha256_hex(&bundle.manifest_bytes);
+    if let Some(model) = shared.and_then(|models| models.get(&key)) {
+        return Ok(model);
+    }
+    let loaded = load_verified(bundle, device, batching.max_batch_size)?;
+    let model = Arc::new(start_serving(loaded, batching)?);
+    if let Some(models) = shared {
+        models.insert(key, &model);
+    }
+    Ok(model)
 }
 
 /// Starts the inference thread for a loaded model and describes it in the metrics.
@@ -67,8 +140,10 @@ pub fn start_serving(
         &loaded.predictor.device().description,
         &manifest.signer_key_id,
     );
+    let device = loaded.predictor.device().clone();
     let batcher = Batcher::start(loaded.predictor, batching)?;
     Ok(ServingModel {
+        device,
         version: manifest.version,
         profile: Arc::new(manifest.profile),
         labels: Arc::new(manifest.output.labels.clone()),

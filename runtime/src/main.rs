@@ -306,6 +306,7 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
                 max_queue_delay: Duration::ZERO,
                 max_queue_len: 1024,
             },
+            shared: None,
         },
     };
     tokio::select! {
@@ -338,6 +339,7 @@ async fn run(
         data_dir,
         device: serving.device,
         batching: serving.batching(),
+        shared: None,
     };
     let (agent, reports) = Agent::new(&config, options, slot.clone())?;
     let listener = bind(serving.listen).await?;

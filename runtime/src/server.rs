@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgewise_core::profile::DataProfile;
+use edgewise_model::Candidate;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 
@@ -52,6 +53,8 @@ pub struct ServingModel {
     pub labels: Arc<Vec<String>>,
     /// The queue to its inference thread.
     pub batcher: Batcher,
+    /// Where it runs.
+    pub device: Candidate,
 }
 
 /// The model being served, swapped atomically by the update agent. A request holds the
@@ -80,13 +83,13 @@ impl ServingSlot {
     }
 
     /// Sets (or clears) the shadow candidate.
-    pub fn install_shadow(&self, model: Option<ServingModel>) {
-        self.shadow.store(model.map(Arc::new));
+    pub fn install_shadow(&self, model: Option<Arc<ServingModel>>) {
+        self.shadow.store(model);
     }
 
     /// Makes `model` the one new requests go to; returns the one it replaces.
-    pub fn install(&self, model: ServingModel) -> Option<Arc<ServingModel>> {
-        self.active.swap(Some(Arc::new(model)))
+    pub fn install(&self, model: impl Into<Arc<ServingModel>>) -> Option<Arc<ServingModel>> {
+        self.active.swap(Some(model.into()))
     }
 }
 

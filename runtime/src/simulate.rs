@@ -12,12 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgewise_core::node_config::NodeConfig;
+use futures_util::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::agent::link::Link;
-use crate::agent::{Agent, AgentOptions};
+use crate::agent::{Agent, AgentOptions, SharedResources};
+use crate::loader::SharedModels;
 use crate::observe::{CaptureConfig, DEFAULT_MAX_IDS, Recorder};
 use crate::server::{ServingModel, ServingSlot, best_classes};
 
@@ -181,18 +184,41 @@ pub struct SimulationOptions {
     pub agent: AgentOptions,
 }
 
+/// Nodes registered and started at once.
+const PARALLEL_STARTS: usize = 16;
+
 /// Registers (or reuses) the devices and runs the nodes until the process ends.
 pub async fn run(options: SimulationOptions, replay: Arc<Replay>) -> Result<(), SimulateError> {
-    std::fs::create_dir_all(&options.data_dir).map_err(|e| SimulateError::Node {
+    let setup_error = |reason: String| SimulateError::Node {
         device: "-".into(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    std::fs::create_dir_all(&options.data_dir).map_err(|e| setup_error(e.to_string()))?;
+    let shared = SharedResources {
+        db: sled::open(options.data_dir.join("nodes.db"))
+            .map_err(|e| setup_error(e.to_string()))?,
+        models: SharedModels::new(),
+    };
     let http = reqwest::Client::new();
-    for index in 0..options.count {
-        let device = format!("{}-{index:03}", options.prefix);
-        let config = register(&http, &options, &device, index < options.canaries).await?;
-        start_node(&options, config, replay.clone(), index as u64).await?;
-    }
+    let progress = ProgressBar::new(options.count as u64).with_style(
+        ProgressStyle::with_template("starting nodes {bar:30} {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    futures_util::stream::iter(0..options.count)
+        .map(Ok)
+        .try_for_each_concurrent(PARALLEL_STARTS, |index| {
+            let (http, options, replay, shared, progress) =
+                (&http, &options, &replay, &shared, &progress);
+            async move {
+                let device = format!("{}-{index:03}", options.prefix);
+                let config = register(http, options, &device, index < options.canaries).await?;
+                start_node(options, config, replay.clone(), index as u64, shared).await?;
+                progress.inc(1);
+                Ok(())
+            }
+        })
+        .await?;
+    progress.finish_and_clear();
     println!(
         "simulating {} nodes in group {} against {}",
         options.count, options.group, options.server
@@ -248,6 +274,7 @@ async fn start_node(
     config: NodeConfig,
     replay: Arc<Replay>,
     seed: u64,
+    shared: &SharedResources,
 ) -> Result<(), SimulateError> {
     let device = config.device_id.clone();
     let error = |reason: String| SimulateError::Node {
@@ -257,6 +284,7 @@ async fn start_node(
     let slot = ServingSlot::new();
     let agent_options = AgentOptions {
         data_dir: options.data_dir.join(&device),
+        shared: Some(shared.clone()),
         ..options.agent.clone()
     };
     let (agent, reports) =

@@ -11,6 +11,7 @@ pub mod store;
 pub mod telemetry;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use edgewise_core::assignment::{Assignment, AssignmentMode, SignedAssignment};
@@ -23,8 +24,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::batcher::BatchingConfig;
-use crate::loader::{LoadedModel, load_bundle, start_serving};
-use crate::server::ServingSlot;
+use crate::loader::{SharedModels, open_bundle};
+use crate::server::{ServingModel, ServingSlot};
 use download::{DownloadError, QuicSettings};
 use store::{NodeStore, SeenAssignment, StoreError};
 
@@ -40,6 +41,20 @@ pub struct AgentOptions {
     pub device: DeviceChoice,
     /// Batching limits.
     pub batching: BatchingConfig,
+    /// What this node shares with the other virtual nodes of a simulator process; none
+    /// for a real node.
+    pub shared: Option<SharedResources>,
+}
+
+/// What the virtual nodes of one simulator process share: one sled database (a pair of
+/// trees per node, instead of a database and its flusher thread each) and one loaded
+/// copy of each bundle.
+#[derive(Debug, Clone)]
+pub struct SharedResources {
+    /// The database holding every node's trees.
+    pub db: sled::Db,
+    /// The models serving in the process.
+    pub models: SharedModels,
 }
 
 /// Why the agent could not start.
@@ -82,7 +97,10 @@ impl Agent {
             .map_err(|e| AgentError::Config(e.to_string()))?;
         let quic = QuicSettings::new(&config.trust.ca_certificate, &config.transfer.server_name)
             .map_err(AgentError::Config)?;
-        let store = NodeStore::open(&options.data_dir)?;
+        let store = match &options.shared {
+            Some(shared) => NodeStore::open_in(&shared.db, &options.data_dir, &config.device_id)?,
+            None => NodeStore::open(&options.data_dir)?,
+        };
         let initial = ReportedState {
             device_id: config.device_id.clone(),
             active: store.active()?,
@@ -123,12 +141,9 @@ impl Agent {
             self.store.previous().ok().flatten(),
         ];
         for version in candidates.into_iter().flatten() {
-            match self.load(&version).await {
-                Ok(loaded) => {
-                    if let Err(err) = self.serve(loaded) {
-                        tracing::error!(error = %err, "cannot start serving the stored model");
-                        continue;
-                    }
+            match self.open(&version).await {
+                Ok(model) => {
+                    self.serve(model);
                     tracing::info!(model = %version.model, version = version.version, "serving the stored model");
                     return Some(version);
                 }
@@ -243,24 +258,21 @@ impl Agent {
             }
         }
         self.report(UpdatePhase::Verifying, Some(assignment.seq), None);
-        let loaded = match self.load(&wanted).await {
-            Ok(loaded) => loaded,
+        let model = match self.open(&wanted).await {
+            Ok(model) => model,
             Err(reason) => {
                 let _ = std::fs::remove_file(&path);
                 return Err(reason);
             }
         };
-        if loaded.manifest.name != assignment.model || loaded.manifest.version != assignment.version
-        {
+        if model.info.name != assignment.model || model.version != assignment.version {
             let _ = std::fs::remove_file(&path);
             return Err(format!(
                 "bundle holds {} version {}, the assignment names {} version {}",
-                loaded.manifest.name, loaded.manifest.version, assignment.model, assignment.version
+                model.info.name, model.version, assignment.model, assignment.version
             ));
         }
         if shadow {
-            let model = start_serving(loaded, self.options.batching)
-                .map_err(|e| format!("cannot start the shadow inference thread: {e}"))?;
             self.slot.install_shadow(Some(model));
             self.store
                 .set_shadow(Some(&wanted), Some(assignment.seq))
@@ -268,7 +280,7 @@ impl Agent {
             tracing::info!(model = %wanted.model, version = wanted.version, "running in shadow");
             return Ok(true);
         }
-        self.serve(loaded)?;
+        self.serve(model);
         self.end_shadow()?;
         self.store
             .activate(&wanted, assignment.seq)
@@ -341,31 +353,30 @@ impl Agent {
             .map_err(|e| format!("cannot install the bundle: {e}"))
     }
 
-    /// Verifies and loads an installed bundle off the async threads.
-    async fn load(&self, version: &InstalledVersion) -> Result<LoadedModel, String> {
+    /// Verifies an installed bundle and starts it serving, off the async threads.
+    async fn open(&self, version: &InstalledVersion) -> Result<Arc<ServingModel>, String> {
         let path = self.store.bundle_path(&version.bundle_sha256);
         let trust = self.release_trust.clone();
         let device = self.options.device;
-        let batch = self.options.batching.max_batch_size;
-        tokio::task::spawn_blocking(move || load_bundle(&path, &trust, device, batch))
-            .await
-            .map_err(|e| format!("loading the bundle panicked: {e}"))?
-            .map_err(|e| format!("bundle refused: {e}"))
+        let batching = self.options.batching;
+        let shared = self.options.shared.as_ref().map(|s| s.models.clone());
+        tokio::task::spawn_blocking(move || {
+            open_bundle(&path, &trust, device, batching, shared.as_ref())
+        })
+        .await
+        .map_err(|e| format!("loading the bundle panicked: {e}"))?
+        .map_err(|e| format!("bundle refused: {e}"))
     }
 
-    /// Swaps `loaded` in as the serving model and records its backend for reports.
-    fn serve(&self, loaded: LoadedModel) -> Result<(), String> {
-        let device = loaded.predictor.device();
-        let backend = if device.is_gpu { "gpu" } else { "cpu" }.to_owned();
-        let adapter = device.description.clone();
-        let model = start_serving(loaded, self.options.batching)
-            .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+    /// Swaps `model` in as the serving model and records its backend for reports.
+    fn serve(&self, model: Arc<ServingModel>) {
+        let backend = if model.device.is_gpu { "gpu" } else { "cpu" }.to_owned();
+        let adapter = model.device.description.clone();
         self.slot.install(model);
         self.reports.send_modify(|state| {
             state.backend = backend;
             state.adapter = adapter;
         });
-        Ok(())
     }
 
     /// Publishes a new report with `phase`.

@@ -52,6 +52,21 @@ pub struct SeenAssignment {
     pub envelope_sha256: String,
 }
 
+/// Creates the node's data folder with its bundle and download folders.
+fn create_folders(root: &Path) -> Result<(), StoreError> {
+    for folder in [
+        root.to_owned(),
+        root.join("bundles"),
+        root.join("downloads"),
+    ] {
+        std::fs::create_dir_all(&folder).map_err(|source| StoreError::Folder {
+            path: folder.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// sled key of the last window seq used.
 const WINDOW_SEQ: &str = "window_seq";
 
@@ -66,20 +81,22 @@ pub struct NodeStore {
 impl NodeStore {
     /// Opens (creating if needed) the store under `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for folder in [
-            root.to_owned(),
-            root.join("bundles"),
-            root.join("downloads"),
-        ] {
-            std::fs::create_dir_all(&folder).map_err(|source| StoreError::Folder {
-                path: folder.clone(),
-                source,
-            })?;
-        }
+        create_folders(root)?;
         let db = sled::open(root.join("state"))?;
         Ok(NodeStore {
             state: db.open_tree("node")?,
             outbox: db.open_tree("outbox")?,
+            root: root.to_owned(),
+        })
+    }
+
+    /// Opens (creating if needed) the store of node `name` as a pair of trees in a
+    /// database shared with other nodes, with its files under `root`.
+    pub fn open_in(db: &sled::Db, root: &Path, name: &str) -> Result<Self, StoreError> {
+        create_folders(root)?;
+        Ok(NodeStore {
+            state: db.open_tree(format!("{name}/node"))?,
+            outbox: db.open_tree(format!("{name}/outbox"))?,
             root: root.to_owned(),
         })
     }
@@ -234,5 +251,42 @@ impl NodeStore {
             serde_json::to_vec(value).map_err(|source| StoreError::Corrupt { key, source })?;
         self.state.insert(key, bytes)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(number: u64) -> InstalledVersion {
+        InstalledVersion {
+            model: "digits".into(),
+            version: number,
+            bundle_sha256: format!("{number:064}"),
+        }
+    }
+
+    #[test]
+    fn nodes_sharing_a_database_keep_apart_and_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        {
+            let db = sled::open(dir.path().join("nodes.db")).expect("database");
+            let first = NodeStore::open_in(&db, &dir.path().join("a"), "a").expect("store a");
+            let second = NodeStore::open_in(&db, &dir.path().join("b"), "b").expect("store b");
+            first.activate(&version(1), 3).expect("activate");
+            second.add_to_outbox(7, b"window").expect("outbox");
+            assert_eq!(second.active().expect("read"), None);
+            assert!(first.outbox().expect("read").is_empty());
+        }
+        let db = sled::open(dir.path().join("nodes.db")).expect("database again");
+        let first = NodeStore::open_in(&db, &dir.path().join("a"), "a").expect("store a");
+        let second = NodeStore::open_in(&db, &dir.path().join("b"), "b").expect("store b");
+        assert_eq!(first.active().expect("read"), Some(version(1)));
+        assert_eq!(first.applied_seq().expect("read"), 3);
+        assert_eq!(
+            second.outbox().expect("read"),
+            vec![(7, b"window".to_vec())]
+        );
+        assert!(first.bundle_path("x").starts_with(dir.path().join("a")));
     }
 }
