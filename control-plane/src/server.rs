@@ -103,6 +103,8 @@ pub struct ServeOptions {
     pub presigned_downloads: bool,
     /// Bytes per second per artifact transfer (0: no limit).
     pub transfer_rate_limit: u64,
+    /// Artifact transfers sent at once; more wait their turn.
+    pub max_concurrent_transfers: usize,
     /// Largest bundle upload.
     pub max_bundle_bytes: usize,
     /// How long telemetry windows are kept.
@@ -209,6 +211,9 @@ pub async fn serve(
         store: artifact_store.clone(),
         rate_limit: options.transfer_rate_limit,
         presign,
+        transfer_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            options.max_concurrent_transfers.max(1),
+        )),
     };
     let quic = transfer::start_quic(options.quic, &data.server, artifacts.clone())?;
     let listener = tokio::net::TcpListener::bind(options.http)

@@ -11,6 +11,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::artifacts::ArtifactStore;
 use crate::pki::CertifiedKey;
@@ -27,6 +28,10 @@ pub struct ArtifactSource {
     pub rate_limit: u64,
     /// With an S3 store: HTTP downloads are redirected to presigned S3 URLs valid this long.
     pub presign: Option<Duration>,
+    /// Transfers sent at once, over QUIC and HTTP together; the rest wait their turn.
+    /// When a whole fleet is assigned at once, serving a few transfers at full speed
+    /// finishes sooner than starving thousands, whose nodes would time out and retry.
+    pub transfer_slots: Arc<Semaphore>,
 }
 
 /// Why a bundle cannot be opened.
@@ -54,6 +59,15 @@ pub enum OpenError {
 }
 
 impl ArtifactSource {
+    /// Waits for a free transfer slot; the transfer holds it until it ends.
+    pub async fn transfer_slot(&self) -> Result<OwnedSemaphorePermit, OpenError> {
+        self.transfer_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| OpenError::Unavailable("the artifact server is shutting down".into()))
+    }
+
     /// Opens the bundle `sha256` at `offset`; returns the file and its full size.
     pub async fn open(
         &self,
@@ -199,14 +213,17 @@ async fn serve_stream(
         .await
         .map_err(|e| format!("reading the request: {e}"))?;
     let opened = match transfer::decode_line::<TransferRequest>(&request) {
-        Ok((request, _)) => source
-            .open(&request.sha256, request.offset)
-            .await
-            .map(|(file, size)| (file, size, request))
-            .map_err(|e| e.to_string()),
+        Ok((request, _)) => match source.transfer_slot().await {
+            Ok(slot) => source
+                .open(&request.sha256, request.offset)
+                .await
+                .map(|(file, size)| (file, size, request, slot))
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        },
         Err(reason) => Err(reason),
     };
-    let (mut file, size, request) = match opened {
+    let (mut file, size, request, _slot) = match opened {
         Ok(opened) => opened,
         Err(reason) => {
             let refusal = TransferResponse {

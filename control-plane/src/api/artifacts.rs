@@ -48,7 +48,16 @@ pub async fn download(
         return redirect_to_s3(&state, &sha256, ttl).await;
     }
     let start = range.map_or(0, |(start, _)| start);
-    let (file, size) = state.artifacts.open(&sha256, start).await.map_err(|err| {
+    let slot = state.artifacts.transfer_slot().await;
+    let opened = match slot {
+        Ok(slot) => state
+            .artifacts
+            .open(&sha256, start)
+            .await
+            .map(|(file, size)| (file, size, slot)),
+        Err(err) => Err(err),
+    };
+    let (file, size, slot) = opened.map_err(|err| {
         let status = match &err {
             OpenError::Invalid(_) => StatusCode::BAD_REQUEST,
             OpenError::Missing(_) => StatusCode::NOT_FOUND,
@@ -68,17 +77,26 @@ pub async fn download(
     }
     let length = end - start;
     let rate = state.artifacts.rate_limit;
+    // The body holds the transfer slot until its last byte is read, or it is dropped.
     let body = futures_util::stream::unfold(
-        (file.take(length), Pacer::new(rate), vec![0u8; CHUNK_BYTES]),
-        |(mut reader, mut pacer, mut buffer)| async move {
+        (
+            file.take(length),
+            Pacer::new(rate),
+            vec![0u8; CHUNK_BYTES],
+            slot,
+        ),
+        |(mut reader, mut pacer, mut buffer, slot)| async move {
             match reader.read(&mut buffer).await {
                 Ok(0) => None,
                 Ok(read) => {
                     pacer.sent(read, "http").await;
                     let chunk = axum::body::Bytes::copy_from_slice(&buffer[..read]);
-                    Some((Ok::<_, std::io::Error>(chunk), (reader, pacer, buffer)))
+                    Some((
+                        Ok::<_, std::io::Error>(chunk),
+                        (reader, pacer, buffer, slot),
+                    ))
                 }
-                Err(err) => Some((Err(err), (reader, pacer, buffer))),
+                Err(err) => Some((Err(err), (reader, pacer, buffer, slot))),
             }
         },
     )

@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Bytes per second per artifact transfer; 0 for no limit.
     #[arg(long, default_value_t = 0)]
     transfer_rate_limit: u64,
+    /// Artifact transfers (QUIC and HTTP) sent at once; more wait their turn.
+    #[arg(long, default_value_t = 64)]
+    max_concurrent_transfers: usize,
     /// Largest bundle upload, in bytes.
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     max_bundle_bytes: usize,
@@ -171,6 +174,7 @@ pub async fn serve(
             advertise_host: args.advertise_host,
             assignment_ttl: args.assignment_ttl,
             transfer_rate_limit: args.transfer_rate_limit,
+            max_concurrent_transfers: args.max_concurrent_transfers,
             max_bundle_bytes: args.max_bundle_bytes,
             telemetry_retention: args.telemetry_retention,
             alert_webhooks: args.alert_webhooks,

@@ -13,13 +13,31 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use thiserror::Error;
 use tokio::fs::OpenOptions;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Bytes gathered before each write to the partial file. QUIC hands over a packet's
+/// worth at a time, and every write to a tokio file is a trip to its blocking pool.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// The partial file being appended to.
+type Partial = BufWriter<tokio::fs::File>;
 
 /// Bytes read per QUIC chunk.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Longest wait for a connection or for the next bytes.
+/// Longest silence from a live connection, and longest wait for the next bytes of a
+/// transfer under way: a vanished server is noticed this soon, and the download resumes
+/// from where it stopped.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait for a connection to be set up (a server that a whole fleet reaches at
+/// once takes a while to answer every handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest wait for a transfer to start: the server sends a limited number at once and
+/// queues the rest, while the connection stays alive (a dead server is still noticed
+/// after `STALL_TIMEOUT` of silence).
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a download attempt stopped.
 #[derive(Debug, Error)]
@@ -113,7 +131,7 @@ pub async fn fetch(
             resumed_from: held,
         });
     }
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(partial)
@@ -121,6 +139,7 @@ pub async fn fetch(
         .map_err(|e| {
             DownloadError::Permanent(format!("cannot write {}: {e}", partial.display()))
         })?;
+    let mut file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
     let transient = |reason: String| DownloadError::Transient {
         location: location.to_owned(),
         reason,
@@ -146,7 +165,7 @@ pub async fn fetch(
 
 /// Appends `chunk` unless it would pass `limit` bytes in all.
 async fn append(
-    file: &mut tokio::fs::File,
+    file: &mut Partial,
     chunk: &[u8],
     written: &mut u64,
     limit: u64,
@@ -170,7 +189,7 @@ async fn fetch_quic(
     sha256: &str,
     offset: u64,
     size: u64,
-    file: &mut tokio::fs::File,
+    file: &mut Partial,
 ) -> Result<u64, String> {
     let remote = tokio::net::lookup_host(address)
         .await
@@ -187,7 +206,7 @@ async fn fetch_quic(
     let connecting = endpoint
         .connect(remote, &quic.server_name)
         .map_err(|e| e.to_string())?;
-    let connection = tokio::time::timeout(STALL_TIMEOUT, connecting)
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| "connection timed out".to_string())?
         .map_err(|e| e.to_string())?;
@@ -206,9 +225,14 @@ async fn fetch_quic(
     let limit = size - offset;
     let mut in_body = false;
     loop {
-        let chunk = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(CHUNK_BYTES, true))
+        let wait = if in_body || !header.is_empty() {
+            STALL_TIMEOUT
+        } else {
+            QUEUE_TIMEOUT
+        };
+        let chunk = tokio::time::timeout(wait, recv.read_chunk(CHUNK_BYTES, true))
             .await
-            .map_err(|_| format!("no bytes for {} s", STALL_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("no bytes for {} s", wait.as_secs()))?
             .map_err(|e| e.to_string())?;
         let Some(chunk) = chunk else { break };
         if in_body {
@@ -251,17 +275,19 @@ async fn fetch_http(
     url: &str,
     offset: u64,
     size: u64,
-    file: &mut tokio::fs::File,
+    file: &mut Partial,
 ) -> Result<u64, String> {
     let client = reqwest::Client::builder()
-        .connect_timeout(STALL_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut response = client
+    let response = client
         .get(url)
         .header("range", format!("bytes={offset}-"))
-        .send()
+        .send();
+    let mut response = tokio::time::timeout(QUEUE_TIMEOUT, response)
         .await
+        .map_err(|_| format!("no answer for {} s", QUEUE_TIMEOUT.as_secs()))?
         .map_err(|e| e.to_string())?;
     let status = response.status();
     if status != reqwest::StatusCode::PARTIAL_CONTENT && !(offset == 0 && status.is_success()) {
