@@ -13,8 +13,11 @@ use anyhow::{Context, Result};
 use edgewise_core::topics::DeviceTopic;
 use mqtt5::broker::auth::{AuthProvider, AuthRateLimiter, AuthResult, RateLimitedAuthProvider};
 use mqtt5::broker::config::{StorageBackend, StorageConfig};
-use mqtt5::broker::events::{BrokerEventHandler, ClientPublishEvent, PublishAction};
-use mqtt5::broker::{BrokerConfig, MqttBroker};
+use mqtt5::broker::events::{
+    BrokerEventHandler, ClientConnectEvent, ClientDisconnectEvent, ClientPublishEvent,
+    PublishAction,
+};
+use mqtt5::broker::{BrokerConfig, MqttBroker, ResourceLimits};
 use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::protocol::v5::reason_codes::ReasonCode;
 
@@ -25,6 +28,13 @@ use crate::{credentials, mqtt_link};
 
 /// Largest MQTT packet the broker accepts.
 const MAX_PACKET_BYTES: usize = 256 * 1024;
+
+/// Most clients connected at once. The process's file limit is the real bound; the
+/// broker's own default (10,000) is below a fleet this control plane serves.
+const MAX_CLIENTS: usize = 1_000_000;
+
+/// New connections accepted per second (a whole fleet reconnects after a restart).
+const MAX_CONNECTIONS_PER_SECOND: u32 = 10_000;
 
 /// Failed logins from one address before it is locked out.
 const MAX_FAILED_LOGINS: u32 = 20;
@@ -140,23 +150,40 @@ impl AuthProvider for FleetAuth {
     }
 }
 
-/// Stores telemetry windows inside the broker's publish path, before it acks the
-/// device: a window leaves a device's outbox only once it is durable here.
-struct TelemetryIntake {
+/// Watches the broker's traffic: counts connections and messages, and stores
+/// telemetry windows inside the publish path, before the broker acks the device, so a
+/// window leaves a device's outbox only once it is durable here.
+struct BrokerEvents {
     store: Store,
     telemetry: TelemetryStore,
 }
 
-impl BrokerEventHandler for TelemetryIntake {
+impl BrokerEventHandler for BrokerEvents {
+    fn on_client_connect<'a>(
+        &'a self,
+        _event: ClientConnectEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        metrics::gauge!("edgewise_mqtt_clients_connected").increment(1.0);
+        Box::pin(async {})
+    }
+
+    fn on_client_disconnect<'a>(
+        &'a self,
+        _event: ClientDisconnectEvent,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        metrics::gauge!("edgewise_mqtt_clients_connected").decrement(1.0);
+        Box::pin(async {})
+    }
+
     fn on_client_publish<'a>(
         &'a self,
         event: ClientPublishEvent,
     ) -> Pin<Box<dyn Future<Output = PublishAction> + Send + 'a>> {
         Box::pin(async move {
-            if !matches!(
-                DeviceTopic::parse(&event.topic),
-                Some((_, DeviceTopic::Telemetry))
-            ) {
+            let kind = DeviceTopic::parse(&event.topic).map(|(_, kind)| kind);
+            metrics::counter!("edgewise_mqtt_messages_received_total", "topic" => topic_label(kind))
+                .increment(1);
+            if kind != Some(DeviceTopic::Telemetry) {
                 return PublishAction::Continue;
             }
             let (store, telemetry) = (self.store.clone(), self.telemetry.clone());
@@ -170,6 +197,17 @@ impl BrokerEventHandler for TelemetryIntake {
             }
             PublishAction::Handled
         })
+    }
+}
+
+/// The `topic` label of a message count.
+fn topic_label(kind: Option<DeviceTopic>) -> &'static str {
+    match kind {
+        Some(DeviceTopic::Desired) => "desired",
+        Some(DeviceTopic::Reported) => "reported",
+        Some(DeviceTopic::Telemetry) => "telemetry",
+        Some(DeviceTopic::Status) => "status",
+        None => "other",
     }
 }
 
@@ -192,12 +230,17 @@ pub async fn start(
         .with_bind_address(bind)
         .with_storage(StorageConfig::new().with_backend(StorageBackend::Memory))
         .with_max_packet_size(MAX_PACKET_BYTES)
+        .with_max_clients(MAX_CLIENTS)
         .with_session_expiry(Duration::from_secs(3600))
         .with_sys_topics_enabled(false)
-        .with_event_handler(Arc::new(TelemetryIntake {
+        .with_event_handler(Arc::new(BrokerEvents {
             store: store.clone(),
             telemetry,
         }));
+    let config_limits = (
+        config.max_message_rate_per_client,
+        config.max_bandwidth_per_client,
+    );
     let auth: Arc<dyn AuthProvider> = Arc::new(FleetAuth::new(store, service_password));
     let limited = Arc::new(RateLimitedAuthProvider::new(
         auth,
@@ -207,6 +250,16 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot start the MQTT broker on {bind}"))?
         .with_auth_provider(limited);
+    // The broker's built-in limits allow 10,000 connections from one address; a fleet
+    // behind one NAT or load balancer needs them all.
+    broker.resource_monitor().update_limits(ResourceLimits {
+        max_connections: MAX_CLIENTS,
+        max_connections_per_ip: MAX_CLIENTS,
+        max_message_rate_per_client: config_limits.0,
+        max_bandwidth_per_client: config_limits.1,
+        max_connection_rate: MAX_CONNECTIONS_PER_SECOND,
+        rate_limit_window: Duration::from_secs(1),
+    });
     let address = broker
         .local_addr()
         .context("the MQTT broker has no TCP listener")?;

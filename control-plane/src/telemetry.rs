@@ -84,6 +84,14 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
         "MQTT messages from devices dropped as malformed."
     );
     metrics::describe_counter!(
+        "edgewise_mqtt_messages_received_total",
+        "Messages published to the embedded broker, by topic (desired, reported, telemetry, status, other)."
+    );
+    metrics::describe_gauge!(
+        "edgewise_mqtt_clients_connected",
+        "Clients connected to the embedded broker."
+    );
+    metrics::describe_counter!(
         "edgewise_telemetry_windows_ingested_total",
         "Telemetry windows stored."
     );

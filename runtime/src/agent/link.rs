@@ -19,8 +19,11 @@ use tokio::sync::watch;
 
 use super::store::NodeStore;
 
-/// Keep-alive; the broker publishes the last will after 1.5 times this of silence.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// Keep-alive; the broker publishes the last will after 1.5 times this of silence (a
+/// node that stops cleanly or crashes is seen offline at once, when its connection
+/// closes). Shorter keep-alives cost a fleet its connections when the broker is busy:
+/// a ping answered late drops the connection, and thousands reconnect at once.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Largest MQTT packet in either direction.
 const MAX_PACKET_BYTES: usize = 1024 * 1024;
