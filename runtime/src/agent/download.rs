@@ -271,12 +271,7 @@ async fn fetch_quic(
     Ok(written)
 }
 
-async fn fetch_http(
-    url: &str,
-    offset: u64,
-    size: u64,
-    file: &mut Partial,
-) -> Result<u64, String> {
+async fn fetch_http(url: &str, offset: u64, size: u64, file: &mut Partial) -> Result<u64, String> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
