@@ -35,14 +35,9 @@ import time
 import urllib.error
 import urllib.request
 
+from procstat import cpu_seconds, free_port, status_mib
+
 NODES_PER_SIMULATOR = 2500
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def api(base, path, body=None, timeout=60):
@@ -92,27 +87,10 @@ class Usage:
         self.pids = list(pids)
 
     def cpu_seconds(self):
-        seconds = 0.0
-        for pid in self.pids:
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                seconds += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-            except (OSError, IndexError, ValueError):
-                pass
-        return seconds
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     def memory_mib(self, field):
-        kib = 0
-        for pid in self.pids:
-            try:
-                with open(f"/proc/{pid}/status") as status:
-                    for line in status:
-                        if line.startswith(field + ":"):
-                            kib += int(line.split()[1])
-            except (OSError, ValueError):
-                pass
-        return kib / 1024
+        return sum(status_mib(pid, field) or 0.0 for pid in self.pids)
 
 
 class Window:

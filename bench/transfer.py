@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from procstat import cpu_seconds, status_mib
+
 TRANSPORTS = ("quic", "http")
 
 
@@ -23,8 +25,6 @@ def parse_args():
     parser.add_argument("--bench-bin", required=True, help="the transfer bench executable")
     parser.add_argument("--node-config", required=True, help="node.toml from `edgewise device add`")
     parser.add_argument("--pid", type=int, required=True, help="the control plane's process id")
-    parser.add_argument("--clk-tck", type=int, default=os.sysconf("SC_CLK_TCK"),
-                        help="clock ticks per second (getconf CLK_TCK)")
     parser.add_argument("--large", required=True, help="`edgewise --json model push` output, large bundle")
     parser.add_argument("--small", required=True, help="`edgewise --json model push` output, small bundle")
     parser.add_argument("--copies", type=int, default=1000, help="concurrent downloads of the small bundle")
@@ -40,23 +40,6 @@ def pushed(path):
     with open(path, encoding="utf-8") as file:
         version = json.load(file)
     return version["bundle_sha256"], int(version["size"])
-
-
-def cpu_seconds(pid, clk_tck):
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as file:
-        fields = file.read().rsplit(")", 1)[1].split()
-    # After the command name: field 3 (state) is fields[0]; utime is 14, stime 15.
-    return (int(fields[11]) + int(fields[12])) / clk_tck
-
-
-def peak_rss_mib(pid):
-    """VmHWM of a process in MiB, or None where /proc does not say."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as file:
-        for line in file:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return None
 
 
 def reset_peak_rss(pid):
@@ -83,7 +66,7 @@ def run_once(args, transport, sha256, size, copies):
                "--size", str(size), "--transport", transport, "--copies", str(copies),
                "--out", args.out]
     hwm_reset = reset_peak_rss(args.pid)
-    cpu_before = cpu_seconds(args.pid, args.clk_tck)
+    cpu_before = cpu_seconds(args.pid)
     client_before = children_cpu()
     started = time.monotonic()
     try:
@@ -98,8 +81,8 @@ def run_once(args, transport, sha256, size, copies):
         report = {"transport": transport, "copies": copies, "size": size, "bytes": 0,
                   "seconds": wall, "mb_per_s": 0.0, "p50_s": None, "p99_s": None, "max_s": None,
                   "failures": copies, "errors": [{"count": copies, "error": problem}]}
-    report["server_cpu_s"] = cpu_seconds(args.pid, args.clk_tck) - cpu_before
-    report["server_peak_rss_mib"] = peak_rss_mib(args.pid)
+    report["server_cpu_s"] = cpu_seconds(args.pid) - cpu_before
+    report["server_peak_rss_mib"] = status_mib(args.pid, "VmHWM")
     report["server_peak_rss_reset"] = hwm_reset
     report["client_cpu_s"] = children_cpu() - client_before
     return report

@@ -78,13 +78,10 @@ large=$(bundle transfer-large "$large_hidden")
 small=$(bundle transfer-small "$small_hidden")
 
 # The control plane on free ephemeral ports, on a fresh data folder.
-read -r http_port mqtt_port quic_port < <(python3 -c '
-import socket
-def free(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-print(free(socket.SOCK_STREAM), free(socket.SOCK_STREAM), free(socket.SOCK_DGRAM))')
+read -r http_port mqtt_port quic_port < <(cd bench && python3 -c '
+from socket import SOCK_DGRAM, SOCK_STREAM
+from procstat import free_port
+print(free_port(SOCK_STREAM), free_port(SOCK_STREAM), free_port(SOCK_DGRAM))')
 rm -rf "$work/data" "$work/downloads"
 server=http://127.0.0.1:$http_port
 "$bin/edgewise" serve --data-dir "$work/data" --http "127.0.0.1:$http_port" \
@@ -110,6 +107,6 @@ grep -q '^edgewise control plane ready:' "$work/serve.out" ||
 "$bin/edgewise" --server "$server" device add bench-node --group bench --out "$work/node.toml" >/dev/null
 
 python3 bench/transfer.py --bench-bin "$bench_bin" --node-config "$work/node.toml" \
-  --pid "$cp_pid" --clk-tck "$(getconf CLK_TCK)" --large "$work/push-large.json" --small "$work/push-small.json" \
+  --pid "$cp_pid" --large "$work/push-large.json" --small "$work/push-small.json" \
   --copies "$copies" --repeat "$repeat" --timeout "$run_timeout" --out "$work/downloads" \
   --summary "$work/summary.json"
