@@ -122,10 +122,10 @@ impl LayerSpec {
                     window_output(input, *kernel_size, stride.unwrap_or(*kernel_size), [0, 0])?;
                 Ok(vec![input[0], height, width])
             }
-            LayerSpec::Flatten => Ok(vec![input.iter().product()]),
+            LayerSpec::Flatten => Ok(vec![element_count(input)?]),
             LayerSpec::Reshape { shape } => {
-                let from: usize = input.iter().product();
-                let to: usize = shape.iter().product();
+                let from = element_count(input)?;
+                let to = element_count(shape)?;
                 if !matches!(shape.len(), 1 | 3) {
                     return Err(format!(
                         "shape must be [features] or [channels, height, width], got {shape:?}"
@@ -181,16 +181,26 @@ fn window_output(
     for axis in 0..2 {
         positive(kernel[axis], "kernel_size")?;
         positive(stride[axis], "stride")?;
-        let padded = input[axis + 1] + 2 * padding[axis];
+        let padded = padding[axis]
+            .checked_mul(2)
+            .and_then(|both_sides| both_sides.checked_add(input[axis + 1]))
+            .ok_or_else(|| format!("padding {padding:?} is too large"))?;
         if kernel[axis] > padded {
             return Err(format!(
-                "kernel {kernel:?} is larger than the padded input {:?}",
-                [input[1] + 2 * padding[0], input[2] + 2 * padding[1]]
+                "kernel {kernel:?} is larger than the padded input (axis {axis}: {padded})"
             ));
         }
         out[axis] = (padded - kernel[axis]) / stride[axis] + 1;
     }
     Ok(out)
+}
+
+/// How many values a tensor of `shape` holds; errors when that overflows.
+fn element_count(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |count, &size| count.checked_mul(size))
+        .ok_or_else(|| format!("shape {shape:?} holds more values than fit in memory"))
 }
 
 /// Why a spec was refused.
@@ -269,7 +279,8 @@ impl ModelSpec {
 
     /// Number of values in one input example.
     pub fn input_len(&self) -> usize {
-        self.input_shape.iter().product()
+        // Saturates: a shape this large is refused by `shapes` anyway.
+        element_count(&self.input_shape).unwrap_or(usize::MAX)
     }
 
     /// Number of output classes, once the spec has been checked.
