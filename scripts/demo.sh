@@ -39,6 +39,8 @@ pids+=($!)
 wait_for_line "$work/control-plane.out" "ready" "$work/control-plane.log" "${pids[-1]}"
 cat "$work/control-plane.out"
 export EDGEWISE_SERVER=http://127.0.0.1:$api_port
+EDGEWISE_TOKEN=$(cat "$work/control-plane/secrets/admin-token")
+export EDGEWISE_TOKEN
 edgewise() { "$bin/edgewise" "$@"; }
 
 echo "==> registering two nodes in group 'stores' and starting them"

@@ -23,8 +23,20 @@ const state = {
 
 class HttpError extends Error {}
 
+/** Raised when the API wants a (valid) token: the sign-in form is shown instead of data. */
+class SignInNeeded extends Error {}
+
+// The API token lives in this tab's session storage only; the dashboard only reads, so
+// a viewer token is all it needs.
+const TOKEN_KEY = 'edgewise.token';
+const storedToken = () => sessionStorage.getItem(TOKEN_KEY) || '';
+
 async function api(path, signal) {
-  const res = await fetch(path, { signal, cache: 'no-store', headers: { accept: 'application/json' } });
+  const headers = { accept: 'application/json' };
+  const token = storedToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(path, { signal, cache: 'no-store', headers });
+  if (res.status === 401) throw new SignInNeeded(`${path} needs a valid API token`);
   if (!res.ok) {
     let message = `${path} answered ${res.status}`;
     try {
@@ -548,7 +560,47 @@ function connected() {
   banner.hidden = true;
 }
 
+/** Shows the sign-in form in the banner; a token entered there is kept for this tab. */
+function askForToken(err) {
+  if (banner.querySelector('form')) return;
+  const input = h('input', { type: 'password', id: 'token', autocomplete: 'off', placeholder: 'ewt_…', required: true });
+  const form = h('form', { class: 'sign-in' },
+    h('label', { for: 'token' }, storedToken() ? 'The token was refused. API token: ' : 'API token: '),
+    input, h('button', { type: 'submit', class: 'btn' }, 'Sign in'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    banner.hidden = true;
+    banner.replaceChildren();
+    showIdentity();
+    tick();
+  });
+  banner.replaceChildren(h('p', {}, `${err.message}. Any role can read the dashboard; `,
+    h('code', {}, 'edgewise token create NAME --role viewer'), ' makes a read-only one.'), form);
+  banner.hidden = false;
+  input.focus();
+}
+
+/** Shows whose token is in use, with a way to sign out. */
+async function showIdentity() {
+  const who = document.getElementById('who');
+  if (!who) return;
+  try {
+    const me = await api('/api/v1/whoami');
+    const out = h('button', { type: 'button', class: 'btn link' }, 'sign out');
+    out.addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); who.replaceChildren(); tick(); });
+    who.replaceChildren(`${me.name} (${me.role}) `, out);
+  } catch {
+    who.replaceChildren();
+  }
+}
+
 function disconnected(err) {
+  if (err instanceof SignInNeeded) {
+    askForToken(err);
+    updated.textContent = 'signed out';
+    return;
+  }
   const http = err instanceof HttpError;
   banner.replaceChildren(h('strong', {}, http ? 'Request failed: ' : 'Connection lost: '),
     http ? err.message : 'cannot reach the control plane',
@@ -567,3 +619,4 @@ window.addEventListener('resize', () => {
   resizeTimer = setTimeout(() => { state.sigs = new WeakMap(); tick(); }, 250);
 });
 route(false);
+showIdentity();

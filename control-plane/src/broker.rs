@@ -63,11 +63,15 @@ impl FleetAuth {
             .get(user)
             .ok()
             .flatten()
+            .filter(|device| device.revoked_at.is_none())
             .map(|device| device.credential_hash)
     }
 
+    /// Whether `user` is a registered device that is not revoked; checked on every
+    /// publish and subscribe, so a revoked device's open session stops working too.
     fn is_device(&self, user: &str) -> bool {
-        user != SERVICE_USER && matches!(self.store.devices.get(user), Ok(Some(_)))
+        user != SERVICE_USER
+            && matches!(self.store.devices.get(user), Ok(Some(device)) if device.revoked_at.is_none())
     }
 
     /// Whether `user` may publish to `topic`.

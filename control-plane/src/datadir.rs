@@ -12,6 +12,7 @@
 //! DIR/tls/ca.pem, ca.key     the CA nodes trust for QUIC
 //! DIR/tls/server.pem, .key   the QUIC server certificate
 //! DIR/secrets/mqtt-service   the control plane's own MQTT password
+//! DIR/secrets/admin-token    the first admin API token, made at the first start
 //! ```
 
 use std::fs;
@@ -148,7 +149,7 @@ fn load_or_create_secret(path: &Path) -> Result<String> {
 }
 
 /// Writes a file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

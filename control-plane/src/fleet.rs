@@ -10,9 +10,11 @@ use edgewise_core::topics::check_device_id;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::artifact_access::certificate_fingerprint;
 use crate::credentials;
 use crate::datadir::SERVICE_USER;
 use crate::error::{Error, Result};
+use crate::pki::{self, CertifiedKey};
 use crate::registry::check_name;
 use crate::store::{DeviceRecord, Store};
 
@@ -68,6 +70,9 @@ pub struct DeviceView {
     /// Its last report, as sent.
     #[schema(value_type = Option<Object>)]
     pub reported: Option<ReportedState>,
+    /// When it was revoked, if it was.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
 }
 
 /// A registered device with its node config (the only time its password is shown).
@@ -98,15 +103,18 @@ pub struct Fleet {
     store: Store,
     endpoints: Endpoints,
     trust: TrustBundle,
+    ca: CertifiedKey,
 }
 
 impl Fleet {
-    /// The fleet in `store`; node configs name `endpoints` and carry `trust`.
-    pub fn new(store: Store, endpoints: Endpoints, trust: TrustBundle) -> Self {
+    /// The fleet in `store`; node configs name `endpoints`, carry `trust`, and hold a
+    /// client certificate signed by `ca`.
+    pub fn new(store: Store, endpoints: Endpoints, trust: TrustBundle, ca: CertifiedKey) -> Self {
         Fleet {
             store,
             endpoints,
             trust,
+            ca,
         }
     }
 
@@ -136,6 +144,8 @@ impl Fleet {
             )));
         }
         let password = credentials::generate_password();
+        let identity = pki::issue_client_certificate(&self.ca, &request.name)
+            .map_err(|e| Error::Internal(format!("cannot issue the device certificate: {e}")))?;
         let record = DeviceRecord {
             id: request.name.clone(),
             group: request.group,
@@ -149,8 +159,13 @@ impl Fleet {
             reported: None,
             online: false,
             last_seen: None,
+            revoked_at: None,
         };
         self.store.devices.put(&record.id, &record)?;
+        self.store.certificates.put(
+            &certificate_fingerprint(&identity.certificate_der()?),
+            &record.id,
+        )?;
         self.store.flush()?;
         let config = NodeConfig {
             device_id: record.id.clone(),
@@ -166,6 +181,8 @@ impl Fleet {
                 quic: self.endpoints.quic.clone(),
                 server_name: self.endpoints.quic_server_name.clone(),
                 http: self.endpoints.http.clone(),
+                client_certificate: Some(identity.certificate_pem),
+                client_key: Some(identity.key_pem),
             },
             trust: self.trust.clone(),
         };
@@ -174,6 +191,34 @@ impl Fleet {
             device: device_view(&record),
             node_config: config.to_toml(),
         })
+    }
+
+    /// Whether `id` is a registered device, not revoked, whose password is `password`.
+    pub fn authenticate_device(&self, id: &str, password: &str) -> Result<bool> {
+        Ok(self.store.devices.get(id)?.is_some_and(|device| {
+            device.revoked_at.is_none()
+                && credentials::verify_password(password, &device.credential_hash)
+        }))
+    }
+
+    /// Revokes a device: from now on its password and its certificate are refused,
+    /// and it is sent no more assignments. Its record stays, for the audit trail.
+    pub fn revoke(&self, id: &str) -> Result<DeviceView> {
+        let _guard = self.store.lock();
+        let mut record = self
+            .store
+            .devices
+            .get(id)?
+            .ok_or_else(|| Error::NotFound(format!("no device {id:?}")))?;
+        if record.revoked_at.is_none() {
+            record.revoked_at =
+                Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+            record.online = false;
+            self.store.devices.put(id, &record)?;
+            self.store.flush()?;
+            tracing::warn!(device = %id, "device revoked");
+        }
+        Ok(device_view(&record))
     }
 
     /// Every device, by id.
@@ -292,5 +337,6 @@ pub fn device_view(record: &DeviceRecord) -> DeviceView {
             .map(|a| format!("{}:{}", a.model, a.version)),
         desired_seq: record.assignment.as_ref().map(|a| a.seq),
         reported: record.reported.clone(),
+        revoked_at: record.revoked_at.clone(),
     }
 }

@@ -7,7 +7,9 @@
 //! It never links burn: it reads bundles through `edgewise-core` only.
 
 pub mod api;
+pub mod artifact_access;
 pub mod artifacts;
+pub mod auth;
 pub mod aws;
 pub mod broker;
 pub mod cli;

@@ -19,6 +19,17 @@ pub struct CertifiedKey {
     pub key_pem: String,
 }
 
+impl CertifiedKey {
+    /// The certificate's DER bytes (the first certificate of the PEM).
+    pub fn certificate_der(&self) -> Result<Vec<u8>, crate::error::Error> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_slice(self.certificate_pem.as_bytes())
+            .map(|der| der.to_vec())
+            .map_err(|e| crate::error::Error::Internal(format!("certificate PEM: {e}")))
+    }
+}
+
 /// The CA's parameters; rebuilt identically whenever the CA signs.
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;

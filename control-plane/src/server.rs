@@ -126,6 +126,21 @@ pub struct ServeOptions {
 }
 
 /// `edgewise-train` beside the running binary, else the one on PATH.
+/// On a fresh data folder, creates the first admin token and writes it where only
+/// the control plane's user can read it; every other token comes from that one.
+fn bootstrap_admin_token(tokens: &crate::auth::Tokens, path: &std::path::Path) -> Result<()> {
+    if !tokens.is_empty()? {
+        return Ok(());
+    }
+    let issued = tokens.create(crate::auth::BOOTSTRAP_TOKEN_NAME, crate::auth::Role::Admin)?;
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))?;
+    }
+    crate::datadir::write_private(path, &issued.token)?;
+    tracing::info!(file = %path.display(), "created the first admin API token");
+    Ok(())
+}
+
 fn default_trainer() -> PathBuf {
     std::env::current_exe()
         .ok()
@@ -163,6 +178,8 @@ pub async fn serve(
         );
     }
     let store = Store::open(&data.root.join("store")).context("cannot open the store")?;
+    let tokens = crate::auth::Tokens::open(&store)?;
+    bootstrap_admin_token(&tokens, &data.root.join("secrets/admin-token"))?;
     let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;
 
     let telemetry = TelemetryStore::new(store.clone())?;
@@ -214,8 +231,9 @@ pub async fn serve(
         transfer_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
             options.max_concurrent_transfers.max(1),
         )),
+        access: crate::artifact_access::ArtifactAccess::new(store.clone()),
     };
-    let quic = transfer::start_quic(options.quic, &data.server, artifacts.clone())?;
+    let quic = transfer::start_quic(options.quic, &data.server, &data.ca, artifacts.clone())?;
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .with_context(|| format!("cannot listen on {}", options.http))?;
@@ -284,7 +302,7 @@ pub async fn serve(
             }
         });
     }
-    let fleet = Fleet::new(store.clone(), endpoints.clone(), trust);
+    let fleet = Fleet::new(store.clone(), endpoints.clone(), trust, data.ca.clone());
     let deployer = Deployer::new(
         store.clone(),
         registry.clone(),
@@ -342,6 +360,7 @@ pub async fn serve(
         monitor,
         jobs,
         retraining,
+        tokens,
     };
     println!(
         "edgewise control plane ready: api {} mqtt {} quic {} data {}",

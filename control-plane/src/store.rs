@@ -74,6 +74,9 @@ pub struct DeviceRecord {
     pub online: bool,
     /// When it was last heard from.
     pub last_seen: Option<String>,
+    /// When it was revoked; a revoked device's credentials and certificate are refused.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
 }
 
 /// What a group should run, set by its latest deployment.
@@ -120,6 +123,8 @@ pub struct Store {
     pub groups: Table<GroupTarget>,
     /// deployment id → [`DeploymentRecord`].
     pub deployments: Table<DeploymentRecord>,
+    /// sha256 of an issued device certificate (DER, hex) → device id.
+    pub certificates: Table<String>,
     /// Serialises read-modify-write sequences.
     write_lock: Arc<Mutex<()>>,
 }
@@ -134,6 +139,7 @@ impl Store {
             devices: Table::open(&db, "devices")?,
             groups: Table::open(&db, "groups")?,
             deployments: Table::open(&db, "deployments")?,
+            certificates: Table::open(&db, "device_certificates")?,
             db,
             write_lock: Arc::new(Mutex::new(())),
         })

@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::artifact_access::ArtifactAccess;
 use crate::artifacts::ArtifactStore;
 use crate::pki::CertifiedKey;
 
@@ -32,6 +33,8 @@ pub struct ArtifactSource {
     /// When a whole fleet is assigned at once, serving a few transfers at full speed
     /// finishes sooner than starving thousands, whose nodes would time out and retry.
     pub transfer_slots: Arc<Semaphore>,
+    /// Which device may download which bundle.
+    pub access: ArtifactAccess,
 }
 
 /// Why a bundle cannot be opened.
@@ -152,10 +155,13 @@ impl Pacer {
     }
 }
 
-/// Binds the QUIC artifact server on `bind` and serves in the background; returns its address.
+/// Binds the QUIC artifact server on `bind` and serves in the background; returns its
+/// address. Clients must present a certificate signed by `ca` (mutual TLS), and get
+/// only what their device is assigned.
 pub fn start_quic(
     bind: SocketAddr,
     certificate: &CertifiedKey,
+    ca: &CertifiedKey,
     source: ArtifactSource,
 ) -> Result<SocketAddr> {
     let chain = CertificateDer::pem_slice_iter(certificate.certificate_pem.as_bytes())
@@ -164,9 +170,19 @@ pub fn start_quic(
     let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())
         .context("the server key is not valid PEM")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca_certificate in CertificateDer::pem_slice_iter(ca.certificate_pem.as_bytes()) {
+        roots.add(ca_certificate.context("the CA certificate is not valid PEM")?)?;
+    }
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .context("cannot build the client certificate verifier")?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(chain, key)?;
     tls.alpn_protocols = vec![transfer::ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
@@ -192,11 +208,29 @@ pub fn start_quic(
     Ok(address)
 }
 
+/// The device a connection's client certificate was issued to.
+fn peer_device(connection: &quinn::Connection, access: &ArtifactAccess) -> Result<String, String> {
+    let chain = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or_else(|| "no client certificate".to_owned())?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| "no client certificate".to_owned())?;
+    access.device_by_certificate(leaf).map(|device| device.id)
+}
+
 async fn serve_connection(connection: quinn::Connection, source: ArtifactSource) {
+    let device = Arc::new(peer_device(&connection, &source.access));
+    if let Err(reason) = device.as_ref() {
+        metrics::counter!("edgewise_artifact_requests_refused_total").increment(1);
+        tracing::warn!(peer = %connection.remote_address(), %reason, "QUIC client refused");
+    }
     while let Ok((send, recv)) = connection.accept_bi().await {
         let source = source.clone();
+        let device = device.clone();
         tokio::spawn(async move {
-            if let Err(err) = serve_stream(send, recv, &source).await {
+            if let Err(err) = serve_stream(send, recv, &source, &device).await {
                 tracing::info!(error = %err, "QUIC transfer ended early");
             }
         });
@@ -207,13 +241,19 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     source: &ArtifactSource,
+    device: &Result<String, String>,
 ) -> Result<(), String> {
     let request = recv
         .read_to_end(transfer::MAX_HEADER_BYTES)
         .await
         .map_err(|e| format!("reading the request: {e}"))?;
-    let opened = match transfer::decode_line::<TransferRequest>(&request) {
-        Ok((request, _)) => match source.transfer_slot().await {
+    let allowed = transfer::decode_line::<TransferRequest>(&request).and_then(|(request, _)| {
+        let device = device.as_ref().map_err(Clone::clone)?;
+        source.access.may_download(device, &request.sha256)?;
+        Ok(request)
+    });
+    let opened = match allowed {
+        Ok(request) => match source.transfer_slot().await {
             Ok(slot) => source
                 .open(&request.sha256, request.offset)
                 .await

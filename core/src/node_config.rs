@@ -79,6 +79,13 @@ pub struct TransferSettings {
     pub server_name: String,
     /// The control plane's HTTP base URL, for the `Range` fallback.
     pub http: String,
+    /// PEM of this device's client certificate, signed by the control plane's CA and
+    /// naming the device; the QUIC artifact server requires it (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// PEM of the client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 /// The node's trust bundle.

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use edgewise_core::bundle::sha256_hex;
 use edgewise_core::node_config::NodeConfig;
-use edgewise_runtime::agent::download::{self, QuicSettings};
+use edgewise_runtime::agent::download::{self, DownloadSettings};
 
 /// Distinct error messages kept in the report.
 const MAX_ERRORS_REPORTED: usize = 5;
@@ -112,9 +112,9 @@ fn main() -> Result<()> {
     let config = NodeConfig::from_toml(&text)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("{} is not a node config", node_config.display()))?;
-    let quic = QuicSettings::new(&config.trust.ca_certificate, &config.transfer.server_name)
+    let quic = DownloadSettings::from_config(&config)
         .map_err(anyhow::Error::msg)
-        .context("the node config's trust.ca_certificate")?;
+        .context("the node config's trust and transfer settings")?;
     let location = match args.transport {
         Transport::Quic => format!("quic://{}", config.transfer.quic),
         Transport::Http => format!(
@@ -188,7 +188,7 @@ fn main() -> Result<()> {
 /// Runs every download at once; returns each outcome and the wall time until the last ended.
 async fn download_all(
     location: &str,
-    quic: &QuicSettings,
+    quic: &DownloadSettings,
     sha256: &str,
     size: u64,
     partials: &[PathBuf],

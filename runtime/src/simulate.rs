@@ -151,6 +151,8 @@ impl Replay {
 pub struct SimulationOptions {
     /// The control plane's HTTP base URL.
     pub server: String,
+    /// An API token with the operator or admin role, to register the devices.
+    pub token: Option<String>,
     /// The group the nodes join.
     pub group: String,
     /// Device id prefix; ids are `{prefix}-{index:03}`.
@@ -247,15 +249,16 @@ async fn register(
     } else {
         json!({})
     };
-    let response = http
+    let mut request = http
         .post(format!(
             "{}/api/v1/devices",
             options.server.trim_end_matches('/')
         ))
-        .json(&json!({ "name": device, "group": options.group, "labels": labels }))
-        .send()
-        .await
-        .map_err(|e| error(e.to_string()))?;
+        .json(&json!({ "name": device, "group": options.group, "labels": labels }));
+    if let Some(token) = &options.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| error(e.to_string()))?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.map_err(|e| error(e.to_string()))?;
     if !status.is_success() {

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // Headless-browser check of the control plane's web dashboard.
 //
-//   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --out DIR \
+//   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --token TOKEN --out DIR \
 //     [--devices N] [--stage "Stage 1 of 3"] [--training-job ID] [--timeout SECONDS]
+//
+// TOKEN is the API token the dashboard signs in with (a viewer token is enough): it is
+// placed in the tab's session storage before the page loads, as the sign-in form does.
 //
 // Drives Chromium (CHROMIUM, default /usr/bin/chromium) through every view, asserts
 // what the arguments expect, saves a PNG per view in DIR and exits non-zero on the
@@ -17,6 +20,7 @@ import { chromium } from 'playwright-core';
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
+    token: { type: 'string' },
     out: { type: 'string', default: 'target/dashboard-screenshots' },
     devices: { type: 'string' },
     stage: { type: 'string' },
@@ -25,8 +29,8 @@ const { values: args } = parseArgs({
   },
 });
 
-if (!args.url) {
-  console.error('usage: node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --out DIR [--devices N] [--stage "Stage 1 of 3"] [--training-job ID]');
+if (!args.url || !args.token) {
+  console.error('usage: node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --token TOKEN --out DIR [--devices N] [--stage "Stage 1 of 3"] [--training-job ID]');
   process.exit(2);
 }
 const base = args.url.replace(/\/+$/, '');
@@ -38,6 +42,11 @@ if (expectedDevices !== null && !Number.isInteger(expectedDevices)) {
 }
 
 class CheckFailed extends Error {}
+
+/** Puts the API token where the dashboard's sign-in form keeps it, before any page loads. */
+async function signIn(context) {
+  await context.addInitScript((token) => sessionStorage.setItem('edgewise.token', token), args.token);
+}
 const pageErrors = [];
 let browser;
 
@@ -126,11 +135,15 @@ async function main() {
 
   // Desktop.
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await signIn(desktop);
   const page = await desktop.newPage();
   await watch(page);
   const response = await page.goto(`${base}/#fleet`, { waitUntil: 'load' });
   if (!response || !response.ok()) throw new CheckFailed(`GET ${base}/ answered ${response?.status()}`);
   ok(`dashboard served at ${base}/`);
+  const who = await waitFor(page, 'the signed-in identity',
+    () => document.getElementById('who')?.textContent.trim() ?? null, (v) => /\((viewer|ci|operator|admin)\)/.test(v ?? ''));
+  ok(`signed in as ${who}`);
 
   const count = await waitFor(page, `fleet device count ${expectedDevices ?? '(a number)'}`, deviceCount, acceptCount);
   ok(`fleet: device count is ${count}`);
@@ -191,6 +204,7 @@ async function main() {
   const phone = await browser.newContext({
     viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
   });
+  await signIn(phone);
   const small = await phone.newPage();
   await watch(small);
   await small.goto(`${base}/#fleet`, { waitUntil: 'load' });

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ControlPlane, bundles, http_json};
+use common::{ControlPlane, bundles};
 use edgewise_core::bundle::{Bundle, sha256_hex};
 use edgewise_core::keys::SecretKey;
 use reqwest::Method;
@@ -18,7 +18,7 @@ fn expect_error(
     status: u16,
     needle: &str,
 ) {
-    let (got, answer) = http_json(method.clone(), &format!("{}{path}", plane.url), body);
+    let (got, answer) = plane.call(method.clone(), path, body);
     let message = answer["error"].as_str().unwrap_or_default();
     assert_eq!(got, status, "{method} {path}: {answer}");
     assert!(
@@ -29,8 +29,11 @@ fn expect_error(
 
 /// Uploads raw bytes as a bundle.
 fn push_raw(plane: &ControlPlane, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/models/{name}/versions", plane.url))
+    let response = plane
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/models/{name}/versions"),
+        )
         .body(bytes)
         .send()
         .expect("push");
@@ -200,9 +203,9 @@ fn registry_rules_and_json_errors_on_every_endpoint() {
         400,
         "reserved",
     );
-    let (status, answer) = http_json(
+    let (status, answer) = plane.call(
         Method::POST,
-        &format!("{}/api/v1/devices", plane.url),
+        "/api/v1/devices",
         Some(json!({"name": "dev-1", "group": "g", "labels": {"canary": "true"}})),
     );
     assert_eq!(status, 201, "{answer}");
@@ -252,7 +255,7 @@ fn registry_rules_and_json_errors_on_every_endpoint() {
         404,
         "none",
     );
-    let (status, text) = http_json(Method::POST, &format!("{}/api/v1/devices", plane.url), None);
+    let (status, text) = plane.call(Method::POST, "/api/v1/devices", None);
     assert_eq!(status, 400, "{text}");
 
     // Deployments, and deleting an assigned version.
@@ -303,8 +306,8 @@ fn registry_rules_and_json_errors_on_every_endpoint() {
 
     // Artifacts over HTTP, with Range.
     let sha = sha256_hex(&v1);
-    let ranged = reqwest::blocking::Client::new()
-        .get(format!("{}/api/v1/artifacts/{sha}", plane.url))
+    let ranged = plane
+        .request(reqwest::Method::GET, &format!("/api/v1/artifacts/{sha}"))
         .header("range", "bytes=100-")
         .send()
         .expect("range GET");
@@ -326,8 +329,8 @@ fn registry_rules_and_json_errors_on_every_endpoint() {
         404,
         "no artifact",
     );
-    let beyond = reqwest::blocking::Client::new()
-        .get(format!("{}/api/v1/artifacts/{sha}", plane.url))
+    let beyond = plane
+        .request(reqwest::Method::GET, &format!("/api/v1/artifacts/{sha}"))
         .header("range", format!("bytes={}-", v1.len() + 10))
         .send()
         .expect("range GET");

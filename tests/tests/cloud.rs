@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::mosquitto;
 use common::moto::{AWS_ENV, Moto, s3_url};
-use common::{ControlPlane, binary, bundles, http_json, start_nodes};
+use common::{ControlPlane, binary, bundles, start_nodes};
 use edgewise_control_plane::pki;
 use edgewise_core::node_config::NodeConfig;
 use serde_json::Value;
@@ -98,16 +98,21 @@ fn bundles_live_in_s3_and_nodes_fetch_them_through_presigned_urls() {
         &["--artifact-store", &store, "--s3-endpoint", &moto.url],
         &AWS_ENV,
     );
-    let (status, served) = fetch(&format!("{}/api/v1/artifacts/{sha}", second.url));
+    let response = second
+        .request(reqwest::Method::GET, &format!("/api/v1/artifacts/{sha}"))
+        .send()
+        .expect("GET");
+    let status = response.status().as_u16();
+    let served = response.bytes().expect("body").to_vec();
     assert_eq!((status, served.len()), (200, v1.len()));
     assert!(served == v1, "the served bytes are the bundle's");
     assert!(
         second.data_dir.join("artifacts").join(&sha).is_file(),
         "cached locally"
     );
-    let (status, body) = http_json(
+    let (status, body) = second.call(
         reqwest::Method::GET,
-        &format!("{}/api/v1/artifacts/{}", second.url, "0".repeat(64)),
+        &format!("/api/v1/artifacts/{}", "0".repeat(64)),
         None,
     );
     assert_eq!(status, 404, "{body}");
@@ -117,6 +122,7 @@ fn bundles_live_in_s3_and_nodes_fetch_them_through_presigned_urls() {
 fn sync(plane: &ControlPlane, moto: &Moto, out: &Path) -> Value {
     let output = Command::new(binary("edgewise"))
         .args(["--server", &plane.url, "--json", "fleet", "sync", "--aws"])
+        .env("EDGEWISE_TOKEN", &plane.token)
         .args(["--aws-endpoint", &moto.url, "--out"])
         .arg(out)
         .envs(AWS_ENV)

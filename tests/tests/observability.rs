@@ -185,9 +185,15 @@ fn browser_test(plane: &ControlPlane, devices: usize, stage: &str) {
     }
     let out = workspace().join("test-output/dashboard");
     std::fs::create_dir_all(&out).expect("screenshot folder");
+    // The dashboard only reads, so it signs in with a viewer token.
+    let viewer = plane
+        .cli(&["token", "create", "dashboard-check", "--role", "viewer"])
+        .trim()
+        .to_owned();
     let output = Command::new("node")
         .arg(&script)
-        .args(["--url", &plane.url, "--devices", &devices.to_string()])
+        .args(["--url", &plane.url, "--token", &viewer])
+        .args(["--devices", &devices.to_string()])
         .args(["--stage", stage])
         .arg("--out")
         .arg(&out)

@@ -8,9 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    ControlPlane, Simulator, Training, bundles, data_file, http_json, wait_for, wait_online,
-};
+use common::{ControlPlane, Simulator, Training, bundles, data_file, wait_for, wait_online};
 use serde_json::{Value, json};
 
 const NODES: usize = 4;
@@ -40,9 +38,9 @@ fn drift_retrains_evaluates_registers_and_rolls_out_a_better_version() {
             "gates": { "max_js_distance": 1.0, "min_labels": 30 }
         }
     });
-    let (status, answer) = http_json(
+    let (status, answer) = plane.call(
         reqwest::Method::PUT,
-        &format!("{}/api/v1/models/rainfall/retraining-policy", plane.url),
+        "/api/v1/models/rainfall/retraining-policy",
         Some(policy),
     );
     assert_eq!(status, 200, "{answer}");

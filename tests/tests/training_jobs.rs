@@ -7,19 +7,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControlPlane, data_file, http_json, wait_for};
+use common::{ControlPlane, data_file, wait_for};
 use serde_json::{Value, json};
 
 #[test]
 fn jobs_train_register_and_cancel() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plane = ControlPlane::start(&dir.path().join("control-plane"), &[]);
-    let url = |path: &str| format!("{}{path}", plane.url);
 
     // Refusals name what is wrong.
-    let (status, body) = http_json(
+    let (status, body) = plane.call(
         reqwest::Method::POST,
-        &url("/api/v1/training-jobs"),
+        "/api/v1/training-jobs",
         Some(json!({ "model": "digits", "dataset": {} })),
     );
     assert_eq!(status, 400, "{body}");
@@ -29,14 +28,14 @@ fn jobs_train_register_and_cancel() {
             .is_some_and(|e| e.contains("dataset")),
         "{body}"
     );
-    let (status, body) = http_json(
+    let (status, body) = plane.call(
         reqwest::Method::POST,
-        &url("/api/v1/training-jobs"),
+        "/api/v1/training-jobs",
         Some(json!({ "model": "digits", "spec": "digits-mlp", "dataset": { "uploaded": "f00d" } })),
     );
     assert_eq!(status, 404, "{body}");
-    let refused = reqwest::blocking::Client::new()
-        .post(url("/api/v1/datasets?name=x.csv"))
+    let refused = plane
+        .request(reqwest::Method::POST, "/api/v1/datasets?name=x.csv")
         .body(vec![0xff, 0xfe, 0x00])
         .send()
         .expect("upload");

@@ -1,6 +1,8 @@
 //! `GET /api/v1/artifacts/{sha256}`: bundle bytes over HTTP, with `Range` so a broken
 //! download resumes; the fallback for nodes that cannot use QUIC. With an S3 store and
-//! presigned downloads it redirects to the bucket instead.
+//! presigned downloads it redirects to the bucket instead. Devices authenticate with
+//! their own credentials (HTTP Basic) and get only their assigned bundle; API tokens
+//! get any bundle.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -33,8 +35,16 @@ fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
 pub async fn download(
     State(state): State<AppState>,
     PathParams(sha256): PathParams<String>,
+    device: Option<axum::Extension<super::auth::DeviceCaller>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let Some(axum::Extension(super::auth::DeviceCaller(id))) = device {
+        state
+            .artifacts
+            .access
+            .may_download(&id, &sha256)
+            .map_err(|reason| ApiError::new(StatusCode::FORBIDDEN, reason))?;
+    }
     let range = match headers.get(header::RANGE) {
         None => None,
         Some(value) => Some(value.to_str().ok().and_then(parse_range).ok_or_else(|| {

@@ -60,6 +60,17 @@ pub async fn move_device(
     Ok(Json(state.fleet.device(&id)?))
 }
 
+/// Revokes a device: its MQTT password and client certificate are refused from now
+/// on, it gets no bundle and no new assignment. The record stays for the audit trail.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/revoke", tag = "fleet", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceView), (status = 404, body = super::ErrorBody)))]
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    Ok(Json(state.fleet.revoke(&id)?))
+}
+
 /// Lists groups with their members.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "fleet", responses((status = 200, body = [GroupView])))]
 pub async fn list_groups(State(state): State<AppState>) -> Result<Json<Vec<GroupView>>, ApiError> {

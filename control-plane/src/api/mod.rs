@@ -3,6 +3,7 @@
 //! caller's mistakes.
 
 mod artifacts;
+pub mod auth;
 mod deployments;
 mod fleet;
 mod models;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub jobs: crate::jobs::Jobs,
     /// Retraining policies.
     pub retraining: crate::retraining::Retraining,
+    /// API tokens and the audit log.
+    pub tokens: crate::auth::Tokens,
 }
 
 /// The whole HTTP surface; bundle uploads may be up to `max_bundle_bytes`.
@@ -93,6 +96,20 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
             get(fleet::list_devices).post(fleet::add_device),
         )
         .route("/api/v1/devices/{id}", get(fleet::get_device))
+        .route(
+            "/api/v1/devices/{id}/revoke",
+            axum::routing::post(fleet::revoke_device),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
+        .route(
+            "/api/v1/tokens/{name}",
+            axum::routing::delete(auth::revoke_token),
+        )
+        .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/audit", get(auth::audit))
         .route(
             "/api/v1/devices/{id}/group",
             axum::routing::put(fleet::move_device),
@@ -154,6 +171,10 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(middleware::from_fn(record_latency))
         .with_state(state)
 }
@@ -178,6 +199,12 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         fleet::list_devices,
         fleet::get_device,
         fleet::move_device,
+        fleet::revoke_device,
+        auth::create_token,
+        auth::list_tokens,
+        auth::revoke_token,
+        auth::whoami,
+        auth::audit,
         fleet::list_groups,
         fleet::get_group,
         fleet::mosquitto_files,
@@ -208,9 +235,32 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         rollouts::get,
         rollouts::command,
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer token scheme every non-public call uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (`edgewise token create`). Roles: viewer reads; ci also releases; operator also manages devices; admin also tokens and the audit log.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The body of every error answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]

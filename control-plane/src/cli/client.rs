@@ -13,12 +13,24 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client of the control plane at `base` (e.g. `http://127.0.0.1:8700`).
-    pub fn new(base: &str) -> Self {
-        ApiClient {
-            base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+    /// A client of the control plane at `base` (e.g. `http://127.0.0.1:8700`) that
+    /// sends `token` as a bearer token on every call.
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| anyhow!("the API token holds characters a header cannot"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .map_err(|e| anyhow!("cannot build the HTTP client: {e}"))?;
+        Ok(ApiClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
     }
 
     /// `GET path`.

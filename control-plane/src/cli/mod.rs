@@ -1,6 +1,7 @@
 //! The `edgewise` command line: `serve` runs the control plane; every other command is
 //! a client of its REST API.
 
+mod access;
 mod client;
 mod fleet;
 mod overview;
@@ -39,6 +40,13 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8700"
     )]
     server: String,
+    /// The API token (default: the file of --token-file, else
+    /// ./edgewise-data/secrets/admin-token when it exists).
+    #[arg(long, global = true, env = "EDGEWISE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the API token.
+    #[arg(long, global = true, env = "EDGEWISE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -101,6 +109,15 @@ enum Command {
     /// The fleet in other systems: `fleet sync --aws` mirrors it into AWS IoT Core.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
+    /// API tokens: create, list, revoke (admin).
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// The audit log: every mutating API call with the token that made it (admin).
+    Audit {
+        /// How many of the newest lines.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +223,11 @@ enum DeviceCommand {
         #[arg(long)]
         group: String,
     },
+    /// Revoke a device: its password and certificate stop working at once.
+    Revoke {
+        /// Device id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,7 +257,11 @@ pub async fn run(
     cli: Cli,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let api = ApiClient::new(&cli.server);
+    let token = match cli.command {
+        Command::Serve(_) => None,
+        _ => access::resolve_token(cli.token, cli.token_file)?,
+    };
+    let api = ApiClient::new(&cli.server, token.as_deref())?;
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => serve::serve(*args, shutdown).await,
@@ -305,6 +331,8 @@ pub async fn run(
         Command::Train(command) => train::run(&api, json, command).await,
         Command::Retraining(command) => train::retraining(&api, command).await,
         Command::Fleet(command) => fleet::run(&api, json, command).await,
+        Command::Token(command) => access::token(&api, json, command).await,
+        Command::Audit { limit } => access::audit(&api, json, limit).await,
         Command::Broker(BrokerCommand::Mosquitto { out }) => {
             let files: MosquittoFiles = api.get("/api/v1/broker/mosquitto").await?;
             std::fs::create_dir_all(&out)?;
@@ -542,6 +570,22 @@ async fn device(api: &ApiClient, json: bool, command: DeviceCommand) -> Result<(
                 render::json(&device);
             } else {
                 println!("moved {id} to group {}", device.group);
+            }
+        }
+        DeviceCommand::Revoke { id } => {
+            let device: DeviceView = api
+                .send_json(
+                    Method::POST,
+                    &format!("/api/v1/devices/{id}/revoke"),
+                    &json!({}),
+                )
+                .await?;
+            if json {
+                render::json(&device);
+            } else {
+                println!(
+                    "revoked device {id}; its credentials and certificate are refused from now on"
+                );
             }
         }
     }

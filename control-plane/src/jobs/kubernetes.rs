@@ -68,6 +68,12 @@ fn pod_args(args: &[String], spec_is_file: bool) -> Vec<String> {
     rewritten
 }
 
+/// The Secret holding the job's own API token: role `ci`, named `job-ID`, created
+/// when the Job is applied and revoked when it ends.
+pub fn token_secret_name(job: &TrainingJob) -> String {
+    format!("{}-token", job_name(job))
+}
+
 /// Quotes a word for `sh`.
 fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -90,11 +96,11 @@ pub fn render(
     let script = [
         "set -eu".to_owned(),
         format!("mkdir -p {POD_WORK}/out"),
-        format!("curl -fsS \"{api}/data\" -o {POD_WORK}/train.csv"),
+        format!("curl -fsS -H \"authorization: Bearer $EDGEWISE_TOKEN\" \"{api}/data\" -o {POD_WORK}/train.csv"),
         format!("if [ -n \"${{EDGEWISE_SPEC:-}}\" ]; then printf '%s' \"$EDGEWISE_SPEC\" > {POD_WORK}/spec.json; fi"),
         format!("edgewise-train {}", train.join(" ")),
         format!(
-            "curl -fsS -X POST -H 'content-type: application/octet-stream' --data-binary @{POD_WORK}/out/{}-v{version}.bundle \"{api}/bundle\"",
+            "curl -fsS -X POST -H \"authorization: Bearer $EDGEWISE_TOKEN\" -H 'content-type: application/octet-stream' --data-binary @{POD_WORK}/out/{}-v{version}.bundle \"{api}/bundle\"",
             job.request.model
         ),
     ]
@@ -102,6 +108,7 @@ pub fn render(
     let mut env = vec![
         json!({ "name": "EDGEWISE_SERVER", "value": settings.server_url }),
         json!({ "name": "EDGEWISE_JOB", "value": job.id }),
+        json!({ "name": "EDGEWISE_TOKEN", "valueFrom": { "secretKeyRef": { "name": token_secret_name(job), "key": "token" } } }),
         json!({ "name": "RUST_LOG", "value": "info" }),
     ];
     if let Some(spec) = spec_file {
@@ -191,10 +198,74 @@ pub async fn run(
     );
     let Some(kubectl) = &settings.kubectl else {
         return Err(format!(
-            "no kubectl configured (--kubectl): apply {} yourself to run it",
+            "no kubectl configured (--kubectl): create Secret {} (key `token`: an API token with role ci), then apply {} yourself to run it",
+            token_secret_name(job),
             manifest_path.display()
         ));
     };
+    let tokens = crate::auth::Tokens::open(&jobs.inner.store).map_err(|e| e.to_string())?;
+    let token_name = format!("job-{}", job.id);
+    let issued = tokens
+        .create(&token_name, crate::auth::Role::Ci)
+        .map_err(|e| format!("cannot create the job's API token: {e}"))?;
+    let outcome = apply_and_wait(
+        jobs,
+        job,
+        kubectl,
+        folder,
+        &manifest_path,
+        &issued.token,
+        bundle_path,
+        cancel,
+    )
+    .await;
+    if let Err(err) = tokens.revoke(&token_name) {
+        tracing::error!(error = %err, token = %token_name, "cannot revoke a training job's token");
+    }
+    let _ = kubectl_run(
+        kubectl,
+        &[
+            "delete",
+            "secret",
+            &token_secret_name(job),
+            "-n",
+            &settings.namespace,
+            "--ignore-not-found",
+        ],
+    )
+    .await;
+    outcome
+}
+
+/// Stores the job's token in its Secret, applies the Job and waits for its bundle.
+#[allow(clippy::too_many_arguments)]
+async fn apply_and_wait(
+    jobs: &Jobs,
+    job: &TrainingJob,
+    kubectl: &Path,
+    folder: &Path,
+    manifest_path: &Path,
+    token: &str,
+    bundle_path: &Path,
+    cancel: CancellationToken,
+) -> Result<(), String> {
+    let settings = &jobs.inner.settings.kubernetes;
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": token_secret_name(job), "namespace": settings.namespace },
+        "type": "Opaque",
+        "stringData": { "token": token },
+    });
+    let secret_path = folder.join("token-secret.json");
+    crate::datadir::write_private(&secret_path, &secret.to_string()).map_err(|e| e.to_string())?;
+    let applied = kubectl_run(
+        kubectl,
+        &["apply", "-f", &secret_path.display().to_string()],
+    )
+    .await;
+    let _ = std::fs::remove_file(&secret_path);
+    applied?;
     kubectl_run(
         kubectl,
         &["apply", "-f", &manifest_path.display().to_string()],

@@ -50,6 +50,7 @@ mod tests {
             reported: None,
             online: true,
             last_seen: None,
+            revoked_at: None,
         }
     }
 

@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgewise_core::node_config::NodeConfig;
 use edgewise_core::transfer::{self, TransferRequest, TransferResponse};
 use quinn::crypto::rustls::QuicClientConfig;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 use tokio::fs::OpenOptions;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -55,16 +56,22 @@ pub enum DownloadError {
     Permanent(String),
 }
 
-/// The TLS settings for reaching the artifact server.
+/// How this device reaches the artifact servers and proves who it is.
 #[derive(Clone)]
-pub struct QuicSettings {
+pub struct DownloadSettings {
     client_config: quinn::ClientConfig,
     server_name: String,
+    /// Device id and password for the HTTP fallback (HTTP Basic); none when the
+    /// device has no password.
+    http_credentials: Option<(String, String)>,
 }
 
-impl QuicSettings {
-    /// Trusts only the control plane's CA (PEM) and checks the server against `server_name`.
-    pub fn new(ca_pem: &str, server_name: &str) -> Result<Self, String> {
+impl DownloadSettings {
+    /// From a node config: trusts only the control plane's CA, checks the QUIC server
+    /// against `transfer.server_name`, presents the device's client certificate, and
+    /// sends the device's credentials to the HTTP fallback.
+    pub fn from_config(config: &NodeConfig) -> Result<Self, String> {
+        let ca_pem = &config.trust.ca_certificate;
         let mut roots = rustls::RootCertStore::empty();
         for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             let certificate =
@@ -77,11 +84,32 @@ impl QuicSettings {
             return Err("trust.ca_certificate holds no certificate".into());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let transfer_settings = &config.transfer;
+        let mut tls = match (
+            &transfer_settings.client_certificate,
+            &transfer_settings.client_key,
+        ) {
+            (Some(certificate), Some(key)) => {
+                let chain = CertificateDer::pem_slice_iter(certificate.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("transfer.client_certificate is not valid PEM: {e}"))?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| format!("transfer.client_key is not valid PEM: {e}"))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("transfer.client_certificate: {e}"))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(
+                    "transfer.client_certificate and transfer.client_key go together".into(),
+                );
+            }
+        };
         tls.alpn_protocols = vec![transfer::ALPN.to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -91,9 +119,12 @@ impl QuicSettings {
         let idle = quinn::IdleTimeout::try_from(STALL_TIMEOUT).map_err(|e| e.to_string())?;
         transport.max_idle_timeout(Some(idle));
         client_config.transport_config(Arc::new(transport));
-        Ok(QuicSettings {
+        let http_credentials = (!config.mqtt.password.is_empty())
+            .then(|| (config.device_id.clone(), config.mqtt.password.clone()));
+        Ok(DownloadSettings {
             client_config,
-            server_name: server_name.to_owned(),
+            server_name: transfer_settings.server_name.clone(),
+            http_credentials,
         })
     }
 }
@@ -110,7 +141,7 @@ pub struct Transferred {
 /// Downloads from one location into `partial`, resuming from its length, up to `size` bytes.
 pub async fn fetch(
     location: &str,
-    quic: &QuicSettings,
+    quic: &DownloadSettings,
     sha256: &str,
     size: u64,
     partial: &Path,
@@ -149,7 +180,7 @@ pub async fn fetch(
             .await
             .map_err(transient)?
     } else if location.starts_with("http://") || location.starts_with("https://") {
-        fetch_http(location, held, size, &mut file)
+        fetch_http(location, quic, held, size, &mut file)
             .await
             .map_err(transient)?
     } else {
@@ -185,7 +216,7 @@ async fn append(
 
 async fn fetch_quic(
     address: &str,
-    quic: &QuicSettings,
+    quic: &DownloadSettings,
     sha256: &str,
     offset: u64,
     size: u64,
@@ -271,15 +302,25 @@ async fn fetch_quic(
     Ok(written)
 }
 
-async fn fetch_http(url: &str, offset: u64, size: u64, file: &mut Partial) -> Result<u64, String> {
+async fn fetch_http(
+    url: &str,
+    settings: &DownloadSettings,
+    offset: u64,
+    size: u64,
+    file: &mut Partial,
+) -> Result<u64, String> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
-    let response = client
-        .get(url)
-        .header("range", format!("bytes={offset}-"))
-        .send();
+    let mut request = client.get(url).header("range", format!("bytes={offset}-"));
+    // Presigned S3 URLs carry their own signature, and S3 refuses a second scheme.
+    if let Some((user, password)) = &settings.http_credentials
+        && !url.contains("X-Amz-Signature=")
+    {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send();
     let mut response = tokio::time::timeout(QUEUE_TIMEOUT, response)
         .await
         .map_err(|_| format!("no answer for {} s", QUEUE_TIMEOUT.as_secs()))?

@@ -201,6 +201,8 @@ pub struct ControlPlane {
     env: Vec<(String, String)>,
     /// The addresses it printed.
     pub ports: Ports,
+    /// The admin API token its first start wrote into the data folder.
+    pub token: String,
 }
 
 /// Words after `key` in a line of `key value` pairs.
@@ -242,6 +244,7 @@ impl ControlPlane {
             url: String::new(),
             args,
             ports: Ports::default(),
+            token: String::new(),
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -274,6 +277,10 @@ impl ControlPlane {
                 .to_string(),
             quic: field(&line, "quic"),
         };
+        self.token = std::fs::read_to_string(self.data_dir.join("secrets/admin-token"))
+            .expect("the admin token file")
+            .trim()
+            .to_owned();
         self.child = Some(child);
     }
 
@@ -301,17 +308,44 @@ impl ControlPlane {
 
     /// Runs the `edgewise` CLI and returns its whole output.
     pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        self.cli_output_as(&self.token, args)
+    }
+
+    /// Runs the `edgewise` CLI with another API token and returns its whole output.
+    pub fn cli_output_as(&self, token: &str, args: &[&str]) -> std::process::Output {
         Command::new(binary("edgewise"))
             .arg("--server")
             .arg(&self.url)
+            .env("EDGEWISE_TOKEN", token)
             .args(args)
             .output()
             .expect("run edgewise")
     }
 
+    /// A request to `path` carrying the admin token.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        reqwest::blocking::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+    }
+
+    /// One API call as admin with an optional JSON body; returns the status and the JSON
+    /// answer (Null if none).
+    pub fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request)
+    }
+
     /// `GET path` as JSON.
     pub fn get(&self, path: &str) -> Value {
-        http_json(reqwest::Method::GET, &format!("{}{path}", self.url), None).1
+        self.call(reqwest::Method::GET, path, None).1
     }
 
     /// Registers a device in `group` and returns its node config path.
@@ -433,6 +467,7 @@ impl Simulator {
         let mut command = Command::new(binary("edgewise-runtime"));
         command
             .arg("simulate")
+            .env("EDGEWISE_TOKEN", &plane.token)
             .args([
                 "--server",
                 &plane.url,
@@ -535,7 +570,9 @@ pub struct Node {
     /// Its data folder.
     pub data_dir: PathBuf,
     /// Flags beyond the defaults.
-    extra: Vec<String>,
+    pub extra: Vec<String>,
+    /// Environment variables it starts with (FAILPOINTS, for fault injection).
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -553,6 +590,7 @@ impl Node {
             config: config.to_owned(),
             data_dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         node.launch();
         node
@@ -567,7 +605,8 @@ impl Node {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", "127.0.0.1:0", "--device", "cpu"])
-            .args(&self.extra);
+            .args(&self.extra)
+            .envs(self.env.iter().cloned());
         let (child, line) = spawn_until(command, " at http://", "edgewise-runtime run");
         self.url = line
             .rsplit(" at ")
@@ -641,6 +680,11 @@ pub fn http_json(method: reqwest::Method, url: &str, body: Option<Value>) -> (u1
     if let Some(body) = body {
         request = request.json(&body);
     }
+    answer(request)
+}
+
+/// Sends `request`; returns the status and the JSON answer (Null if none).
+pub fn answer(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     let response = request.send().expect("HTTP call");
     let status = response.status().as_u16();
     let text = response.text().unwrap_or_default();
