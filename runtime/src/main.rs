@@ -11,7 +11,7 @@ use edgewise_core::node_config::NodeConfig;
 use edgewise_model::DeviceChoice;
 use edgewise_runtime::agent::link::{Link, say_goodbye};
 use edgewise_runtime::agent::telemetry::run as telemetry_loop;
-use edgewise_runtime::agent::{Agent, AgentOptions};
+use edgewise_runtime::agent::{Agent, AgentOptions, DEFAULT_MIN_FREE_DISK};
 use edgewise_runtime::batcher::BatchingConfig;
 use edgewise_runtime::loader::{load_bundle, start_serving};
 use edgewise_runtime::observe::{CaptureConfig, DEFAULT_MAX_IDS, Recorder};
@@ -56,6 +56,10 @@ enum Command {
         /// Share of predictions captured for retraining, in [0, 1].
         #[arg(long, default_value_t = 0.05)]
         capture_rate: f64,
+        /// Bytes of disk an update must leave free; updates that would leave less are
+        /// refused and the serving model stays.
+        #[arg(long, default_value_t = DEFAULT_MIN_FREE_DISK)]
+        min_free_disk: u64,
         #[command(flatten)]
         serving: ServingArgs,
     },
@@ -70,6 +74,9 @@ struct SimulateArgs {
     /// The control plane's URL (devices are registered through its API).
     #[arg(long, env = "EDGEWISE_SERVER", default_value = "http://127.0.0.1:8700")]
     server: String,
+    /// An API token with the operator or admin role (devices are registered with it).
+    #[arg(long, env = "EDGEWISE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The group the nodes join.
     #[arg(long)]
     group: String,
@@ -213,6 +220,9 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Fault injection for the end-to-end fault tests (FAILPOINTS=agent::verify=sleep(60000)).
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match Cli::parse().command {
         Command::Serve {
@@ -226,13 +236,21 @@ fn main() -> Result<()> {
             data_dir,
             window,
             capture_rate,
+            min_free_disk,
             serving,
         } => {
             let capture = CaptureConfig {
                 sample_rate: capture_rate.clamp(0.0, 1.0),
                 ..CaptureConfig::default()
             };
-            runtime.block_on(run(config, data_dir, window, capture, serving))
+            runtime.block_on(run(
+                config,
+                data_dir,
+                window,
+                capture,
+                min_free_disk,
+                serving,
+            ))
         }
     }
 }
@@ -280,6 +298,7 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
     tracing::info!(rows = replay.len(), "replay data loaded");
     let options = SimulationOptions {
         server: args.server,
+        token: args.token,
         group: args.group,
         prefix: args.prefix,
         count: args.count,
@@ -307,6 +326,7 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
                 max_queue_len: 1024,
             },
             shared: None,
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
         },
     };
     tokio::select! {
@@ -321,6 +341,7 @@ async fn run(
     data_dir: Option<PathBuf>,
     window: Duration,
     capture: CaptureConfig,
+    min_free_disk: u64,
     serving: ServingArgs,
 ) -> Result<()> {
     let metrics = telemetry::prometheus().map_err(|err| anyhow!("metrics: {err}"))?;
@@ -340,6 +361,7 @@ async fn run(
         device: serving.device,
         batching: serving.batching(),
         shared: None,
+        min_free_disk,
     };
     let (agent, reports) = Agent::new(&config, options, slot.clone())?;
     let listener = bind(serving.listen).await?;

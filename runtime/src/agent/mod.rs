@@ -10,7 +10,7 @@ pub mod link;
 pub mod store;
 pub mod telemetry;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::batcher::BatchingConfig;
 use crate::loader::{SharedModels, open_bundle};
 use crate::server::{ServingModel, ServingSlot};
-use download::{DownloadError, QuicSettings};
+use download::{DownloadError, DownloadSettings};
 use store::{NodeStore, SeenAssignment, StoreError};
 
 /// Longest pause between download retries.
@@ -44,7 +44,13 @@ pub struct AgentOptions {
     /// What this node shares with the other virtual nodes of a simulator process; none
     /// for a real node.
     pub shared: Option<SharedResources>,
+    /// Disk space an update must leave free; an update that would leave less is
+    /// refused before its download starts, and the serving model stays.
+    pub min_free_disk: u64,
 }
+
+/// The default of [`AgentOptions::min_free_disk`]: room for the store to keep working.
+pub const DEFAULT_MIN_FREE_DISK: u64 = 16 * 1024 * 1024;
 
 /// What the virtual nodes of one simulator process share: one sled database (a pair of
 /// trees per node, instead of a database and its flusher thread each) and one loaded
@@ -73,7 +79,7 @@ pub struct Agent {
     device_id: String,
     release_trust: TrustStore,
     deployment_trust: TrustStore,
-    quic: QuicSettings,
+    quic: DownloadSettings,
     store: NodeStore,
     slot: ServingSlot,
     options: AgentOptions,
@@ -95,8 +101,7 @@ impl Agent {
             .trust
             .deployment_trust()
             .map_err(|e| AgentError::Config(e.to_string()))?;
-        let quic = QuicSettings::new(&config.trust.ca_certificate, &config.transfer.server_name)
-            .map_err(AgentError::Config)?;
+        let quic = DownloadSettings::from_config(&config).map_err(AgentError::Config)?;
         let store = match &options.shared {
             Some(shared) => NodeStore::open_in(&shared.db, &options.data_dir, &config.device_id)?,
             None => NodeStore::open(&options.data_dir)?,
@@ -135,24 +140,39 @@ impl Agent {
 
     /// Serves the last good model from the local store, if any: the active version, or
     /// the previous one if the active one no longer verifies. Returns what now serves.
+    ///
+    /// A stored bundle that no longer verifies (truncated, corrupted, tampered with on
+    /// disk) is deleted; if it was the active one, the assignment that installed it
+    /// counts as unfinished, so its redelivery downloads it again.
     pub async fn restore(&self) -> Option<InstalledVersion> {
-        let candidates = [
-            self.store.active().ok().flatten(),
-            self.store.previous().ok().flatten(),
-        ];
-        for version in candidates.into_iter().flatten() {
+        let active = self.store.active().ok().flatten();
+        let previous = self.store.previous().ok().flatten();
+        let mut active_refused = false;
+        let mut serving = None;
+        let candidates = [(true, active), (false, previous)];
+        for (is_active, version) in candidates
+            .into_iter()
+            .filter_map(|(is_active, version)| Some((is_active, version?)))
+        {
             match self.open(&version).await {
                 Ok(model) => {
                     self.serve(model);
                     tracing::info!(model = %version.model, version = version.version, "serving the stored model");
-                    return Some(version);
+                    serving = Some(version);
+                    break;
                 }
                 Err(err) => {
-                    tracing::error!(model = %version.model, version = version.version, error = %err, "stored bundle refused")
+                    metrics::counter!("edgewise_stored_bundles_refused_total").increment(1);
+                    tracing::error!(model = %version.model, version = version.version, error = %err, "stored bundle refused; it will be downloaded again");
+                    let _ = std::fs::remove_file(self.store.bundle_path(&version.bundle_sha256));
+                    active_refused |= is_active;
                 }
             }
         }
-        None
+        if active_refused && let Err(err) = self.store.abandon_active(serving.as_ref()) {
+            tracing::error!(error = %err, "cannot record the refused bundle");
+        }
+        serving
     }
 
     /// The node's local store.
@@ -174,13 +194,23 @@ impl Agent {
     async fn handle(&self, envelope: &[u8], desired: &watch::Receiver<Option<Vec<u8>>>) {
         let envelope_sha256 = sha256_hex(envelope);
         let last_seen = self.store.last_seen().ok().flatten();
-        if last_seen
+        let redelivered = last_seen
             .as_ref()
-            .is_some_and(|seen| seen.envelope_sha256 == envelope_sha256)
-        {
-            return; // the retained assignment, redelivered after a reconnect
-        }
-        let last_seq = last_seen.map_or(0, |seen| seen.seq);
+            .filter(|seen| seen.envelope_sha256 == envelope_sha256);
+        let last_seq = match redelivered {
+            // The retained assignment, redelivered after a reconnect, already acted on.
+            Some(seen) if seen.finished => return,
+            // Accepted before the node stopped in the middle of it: take it up again
+            // (a download resumes from its partial file).
+            Some(seen) => {
+                tracing::info!(
+                    seq = seen.seq,
+                    "resuming an update interrupted by a restart"
+                );
+                seen.seq - 1
+            }
+            None => last_seen.map_or(0, |seen| seen.seq),
+        };
         let assignment = match SignedAssignment::from_bytes(envelope).and_then(|signed| {
             signed.verify(
                 &self.deployment_trust,
@@ -201,9 +231,10 @@ impl Agent {
                 return;
             }
         };
-        let seen = SeenAssignment {
+        let mut seen = SeenAssignment {
             seq: assignment.seq,
             envelope_sha256,
+            finished: false,
         };
         if let Err(err) = self.store.mark_seen(&seen) {
             tracing::error!(error = %err, "cannot record the assignment");
@@ -221,6 +252,10 @@ impl Agent {
                 tracing::warn!(seq = assignment.seq, %reason, "update failed; the previous model keeps serving");
                 self.report(UpdatePhase::Failed, Some(assignment.seq), Some(reason));
             }
+        }
+        seen.finished = true;
+        if let Err(err) = self.store.mark_seen(&seen) {
+            tracing::error!(error = %err, "cannot record the assignment as finished");
         }
     }
 
@@ -258,6 +293,7 @@ impl Agent {
             }
         }
         self.report(UpdatePhase::Verifying, Some(assignment.seq), None);
+        fault_point("agent::verify").await;
         let model = match self.open(&wanted).await {
             Ok(model) => model,
             Err(reason) => {
@@ -281,6 +317,8 @@ impl Agent {
             return Ok(true);
         }
         self.serve(model);
+        // The new model serves, and the store does not say so yet.
+        fault_point("agent::activate").await;
         self.end_shadow()?;
         self.store
             .activate(&wanted, assignment.seq)
@@ -303,6 +341,7 @@ impl Agent {
         desired: &watch::Receiver<Option<Vec<u8>>>,
     ) -> Result<bool, String> {
         let partial = self.store.partial_path(&assignment.bundle_sha256);
+        self.check_disk_space(assignment, &partial)?;
         let mut delay = Duration::from_millis(250);
         loop {
             for location in &assignment.locations {
@@ -320,7 +359,11 @@ impl Agent {
                         return self.finish_download(assignment, &partial).map(|()| true);
                     }
                     Err(DownloadError::Permanent(reason)) => return Err(reason),
-                    Err(err) => tracing::warn!(error = %err, "download attempt failed"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "download attempt failed");
+                        // A disk that filled up meanwhile ends the update, not a retry loop.
+                        self.check_disk_space(assignment, &partial)?;
+                    }
                 }
             }
             if desired.has_changed().unwrap_or(false) {
@@ -332,6 +375,29 @@ impl Agent {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_RETRY_DELAY);
         }
+    }
+
+    /// Errors unless the rest of the bundle fits on the disk with
+    /// [`AgentOptions::min_free_disk`] to spare.
+    fn check_disk_space(&self, assignment: &Assignment, partial: &Path) -> Result<(), String> {
+        let folder = partial.parent().unwrap_or(partial);
+        let held = std::fs::metadata(partial).map_or(0, |m| m.len());
+        let needed = assignment.size.saturating_sub(held);
+        let free = fs2::available_space(folder).map_err(|e| {
+            format!(
+                "cannot read the free disk space of {}: {e}",
+                folder.display()
+            )
+        })?;
+        if free < needed.saturating_add(self.options.min_free_disk) {
+            metrics::counter!("edgewise_updates_refused_disk_total").increment(1);
+            return Err(format!(
+                "not enough disk space: the bundle needs {needed} more bytes and {} must stay free, {free} bytes are free in {}",
+                self.options.min_free_disk,
+                folder.display()
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the downloaded bytes against the assigned hash and moves them into place.
@@ -399,6 +465,25 @@ impl Agent {
             state.reported_at = now_rfc3339();
         });
     }
+}
+
+/// The fault injection point `name` (`failpoints` feature, configured by FAILPOINTS):
+/// `NAME=return(MS)` holds this update for MS milliseconds on a timer, so the rest of
+/// the node (its MQTT link, its HTTP server) carries on meanwhile.
+async fn fault_point(name: &'static str) {
+    #[cfg(feature = "failpoints")]
+    {
+        let hold = (|| {
+            fail::fail_point!(name, |arg| arg.and_then(|ms| ms.parse::<u64>().ok()));
+            None
+        })();
+        if let Some(ms) = hold {
+            tracing::warn!(point = name, ms, "fault injection: holding the update");
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
 }
 
 /// The assignment's expiry instant (now, if unreadable: it was checked on arrival).

@@ -50,6 +50,16 @@ pub struct SeenAssignment {
     pub seq: u64,
     /// sha256 of its exact envelope bytes, to tell a redelivery from a replay.
     pub envelope_sha256: String,
+    /// Whether acting on it ended (applied, failed, or superseded). An assignment
+    /// accepted but not finished, because the node stopped in the middle, is taken up
+    /// again when it is redelivered.
+    #[serde(default = "finished_by_default")]
+    pub finished: bool,
+}
+
+/// Records written before `finished` existed were acted on to the end.
+fn finished_by_default() -> bool {
+    true
 }
 
 /// Creates the node's data folder with its bundle and download folders.
@@ -176,6 +186,25 @@ impl NodeStore {
         self.put(APPLIED_SEQ, &seq)?;
         self.state.flush()?;
         self.remove_stale_bundles()
+    }
+
+    /// Records that the active version's bundle was refused at start: `fallback` (the
+    /// previous version, which serves instead, or none) becomes active, and the last
+    /// assignment counts as unfinished, so its redelivery installs it again.
+    pub fn abandon_active(&self, fallback: Option<&InstalledVersion>) -> Result<(), StoreError> {
+        match fallback {
+            Some(version) => self.put(ACTIVE, version)?,
+            None => {
+                self.state.remove(ACTIVE)?;
+            }
+        }
+        self.state.remove(PREVIOUS)?;
+        if let Some(mut seen) = self.last_seen()? {
+            seen.finished = false;
+            self.put(LAST_SEEN, &seen)?;
+        }
+        self.state.flush()?;
+        Ok(())
     }
 
     /// Deletes installed bundles other than the active and previous ones.
