@@ -40,13 +40,20 @@ from procstat import cpu_seconds, free_port, status_mib
 NODES_PER_SIMULATOR = 2500
 
 
+# The control plane's admin API token, read from its data folder once it is ready.
+TOKEN = None
+
+
 def api(base, path, body=None, timeout=60):
     data = None if body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    if TOKEN:
+        headers["authorization"] = f"Bearer {TOKEN}"
     request = urllib.request.Request(
         base + path,
         data=data,
         method="GET" if body is None else "POST",
-        headers={"content-type": "application/json"},
+        headers=headers,
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
@@ -148,6 +155,7 @@ def wait_for(what, check, timeout, on_tick=None, interval=1.0):
 
 
 def run_fleet(args, nodes):
+    global TOKEN
     work = os.path.join(args.work, f"fleet-{nodes}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -157,8 +165,9 @@ def run_fleet(args, nodes):
     processes = []
     try:
         cp_log = open(os.path.join(work, "control-plane.log"), "w")
+        data_dir = os.path.join(work, "control-plane")
         control_plane = subprocess.Popen(
-            [os.path.join(args.bin, "edgewise"), "serve", "--data-dir", os.path.join(work, "control-plane"),
+            [os.path.join(args.bin, "edgewise"), "serve", "--data-dir", data_dir,
              "--trust", args.trust, "--http", f"127.0.0.1:{http}", "--mqtt-listen", f"127.0.0.1:{mqtt}",
              "--quic", f"127.0.0.1:{quic}"],
             stdout=cp_log, stderr=subprocess.STDOUT, env=env)
@@ -166,11 +175,16 @@ def run_fleet(args, nodes):
 
         def ready():
             try:
-                return api(base, "/api/v1/models", timeout=5) is not None
+                return api(base, "/api/v1/health", timeout=5) is not None
             except (OSError, urllib.error.URLError):
                 return False
 
         wait_for("the control plane", ready, 60, interval=0.2)
+        # The first start writes an admin token before it answers; the API calls below,
+        # the CLI and the simulators all use it.
+        with open(os.path.join(data_dir, "secrets", "admin-token"), encoding="ascii") as file:
+            TOKEN = file.read().strip()
+        env["EDGEWISE_TOKEN"] = TOKEN
         for bundle in (args.v1, args.v2):
             subprocess.run([os.path.join(args.bin, "edgewise"), "--server", base, "model", "push", bundle],
                            check=True, stdout=subprocess.DEVNULL, env=env)

@@ -7,6 +7,11 @@
 #   bench/fleet.sh                        # 1000,5000,10000 nodes
 #   NODES=1000 bench/fleet.sh             # one size
 #   RATE=1 WINDOW=10s bench/fleet.sh      # busier nodes (defaults: 0.2 requests/s, 60 s windows)
+#   BIN_DIR=target/debug NODES=50 STEADY=10 bench/fleet.sh   # skip the build; a quick check
+#
+# The control plane requires an API token: bench/fleet.py reads the admin token from
+# its data folder once it is up, and hands it to the CLI and the simulators
+# (EDGEWISE_TOKEN).
 #
 # Needs about 2.2 GB of disk per 1,000 nodes while a size runs (each node keeps both
 # bundles), and a file limit of at least 8,000 (`ulimit -n`).
@@ -17,8 +22,12 @@ target=${CARGO_TARGET_DIR:-target}
 work=$target/bench/fleet
 mkdir -p "$work"
 
-cargo build --release --quiet --workspace --bins --benches
-bin=$target/release
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+else
+  cargo build --release --quiet --workspace --bins --benches
+  bin=$target/release
+fi
 [ -f "$work/release.key" ] || "$bin/edgewise-train" keygen --out "$work/release" >/dev/null
 [ -f "$work/digits-v1.bundle" ] || "$bin/edgewise-train" train --data training/data/digits.csv.gz \
   --spec digits-mlp --name digits --version 1 --out "$work" --signing-key "$work/release.key" >/dev/null

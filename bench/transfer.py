@@ -23,7 +23,10 @@ def parse_args():
     """The flags bench/transfer.sh passes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bench-bin", required=True, help="the transfer bench executable")
-    parser.add_argument("--node-config", required=True, help="node.toml from `edgewise device add`")
+    parser.add_argument("--large-node-config", required=True,
+                        help="node.toml (`edgewise device add`) of a device assigned the large bundle")
+    parser.add_argument("--small-node-config", required=True,
+                        help="node.toml (`edgewise device add`) of a device assigned the small bundle")
     parser.add_argument("--pid", type=int, required=True, help="the control plane's process id")
     parser.add_argument("--large", required=True, help="`edgewise --json model push` output, large bundle")
     parser.add_argument("--small", required=True, help="`edgewise --json model push` output, small bundle")
@@ -58,11 +61,11 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(args, transport, sha256, size, copies):
+def run_once(args, node_config, transport, sha256, size, copies):
     """One bench run; its JSON report plus the control plane's and the client's costs."""
     if not os.path.exists(f"/proc/{args.pid}"):
         sys.exit(f"the control plane (pid {args.pid}) is gone; see its log")
-    command = [args.bench_bin, "--node-config", args.node_config, "--sha256", sha256,
+    command = [args.bench_bin, "--node-config", node_config, "--sha256", sha256,
                "--size", str(size), "--transport", transport, "--copies", str(copies),
                "--out", args.out]
     hwm_reset = reset_peak_rss(args.pid)
@@ -108,17 +111,21 @@ def main():
     """Runs every case REPEAT times, interleaving the transports, and reports."""
     args = parse_args()
     cases = []
-    for label, path, copies in (("large", args.large, 1), ("small", args.small, args.copies)):
+    for label, path, node_config, copies in (
+            ("large", args.large, args.large_node_config, 1),
+            ("small", args.small, args.small_node_config, args.copies)):
         sha256, size = pushed(path)
         cases.append({"case": f"{size / 1e6:.1f} MB x{copies}", "name": label, "sha256": sha256,
-                      "size": size, "copies": copies, "runs": {t: [] for t in TRANSPORTS}})
+                      "size": size, "copies": copies, "node_config": node_config,
+                      "runs": {t: [] for t in TRANSPORTS}})
     os.makedirs(args.out, exist_ok=True)
     for round_ in range(args.repeat):
         for case in cases:
             # Alternate which transport goes first, so neither always follows the other.
             order = TRANSPORTS if round_ % 2 == 0 else TRANSPORTS[::-1]
             for transport in order:
-                report = run_once(args, transport, case["sha256"], case["size"], case["copies"])
+                report = run_once(args, case["node_config"], transport, case["sha256"], case["size"],
+                                  case["copies"])
                 case["runs"][transport].append(report)
                 print(f"run {round_ + 1}/{args.repeat} {case['case']} {transport}: "
                       f"{fmt(report['mb_per_s'], 1)} MB/s, {fmt(report['seconds'])} s, "

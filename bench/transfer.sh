@@ -28,6 +28,9 @@
 #
 # The bundles and the release key are cached in the work folder (delete it, or change
 # a *_HIDDEN knob, to retrain); the control plane starts on a fresh data folder each time.
+# A device may download only the bundle of its current assignment, so each case gets a
+# device of its own (its node config holds its client certificate and password), in a
+# group of its own that the case's bundle is deployed to; the devices never run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,11 +105,20 @@ done
 grep -q '^edgewise control plane ready:' "$work/serve.out" ||
   { echo "the control plane did not start; see $work/serve.log" >&2; exit 1; }
 
+EDGEWISE_TOKEN=$(cat "$work/data/secrets/admin-token")
+export EDGEWISE_TOKEN
+
 "$bin/edgewise" --server "$server" --json model push "$large" >"$work/push-large.json"
 "$bin/edgewise" --server "$server" --json model push "$small" >"$work/push-small.json"
-"$bin/edgewise" --server "$server" device add bench-node --group bench --out "$work/node.toml" >/dev/null
+for case in large small; do
+  "$bin/edgewise" --server "$server" device add "bench-$case" --group "bench-$case" \
+    --out "$work/node-$case.toml" >/dev/null
+  "$bin/edgewise" --server "$server" deploy --group "bench-$case" --model "transfer-$case" \
+    --version 1 >/dev/null
+done
 
-python3 bench/transfer.py --bench-bin "$bench_bin" --node-config "$work/node.toml" \
+python3 bench/transfer.py --bench-bin "$bench_bin" \
+  --large-node-config "$work/node-large.toml" --small-node-config "$work/node-small.toml" \
   --pid "$cp_pid" --large "$work/push-large.json" --small "$work/push-small.json" \
   --copies "$copies" --repeat "$repeat" --timeout "$run_timeout" --out "$work/downloads" \
   --summary "$work/summary.json"
