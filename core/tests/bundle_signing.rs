@@ -1,139 +1,14 @@
 //! Bundle packing, signing and verification, as a release engineer and a node see it.
 
+mod fixtures;
+
 use std::path::{Path, PathBuf};
 
 use edgewise_core::bundle::{
     Bundle, BundleError, MANIFEST_ENTRY, SIGNATURE_ENTRY, pack, sha256_hex,
 };
 use edgewise_core::keys::{DetachedSignature, KeyError, PublicKey, SecretKey, TrustStore};
-use edgewise_core::manifest::{
-    Hyperparameters, InputSchema, Lineage, MANIFEST_FORMAT, Manifest, Metrics, Normalization,
-    OutputSchema, SelfTest, WeightsRef,
-};
-use edgewise_core::profile::{DataProfile, FeatureProfile};
-use edgewise_core::spec::ModelSpec;
-
-const WEIGHTS_FILE: &str = "model.mpk";
-
-/// A small but complete manifest; pack fills in the signer and the weights hash.
-fn manifest() -> Manifest {
-    let features: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
-    Manifest {
-        format: MANIFEST_FORMAT,
-        name: "rainfall".to_owned(),
-        version: 3,
-        created_at: "2025-01-02T03:04:05Z".to_owned(),
-        spec: ModelSpec::preset("rainfall-mlp").unwrap(),
-        input: InputSchema {
-            features: features.clone(),
-            shape: vec![8],
-            datatype: "FP32".to_owned(),
-            normalization: Normalization {
-                mean: vec![0.5; 8],
-                std: vec![2.0; 8],
-            },
-        },
-        output: OutputSchema {
-            labels: vec!["dry".to_owned(), "rain".to_owned()],
-        },
-        weights: WeightsRef {
-            file: WEIGHTS_FILE.to_owned(),
-            format: "named-mpk".to_owned(),
-            sha256: String::new(),
-            size: 0,
-        },
-        profile: DataProfile {
-            features: vec![FeatureProfile {
-                name: "f0".to_owned(),
-                bin_edges: vec![-1.0, 0.0, 1.0],
-                reference_frequencies: vec![0.25; 4],
-                reference_sample: vec![-1.5, -0.5, 0.5, 1.5],
-            }],
-            class_frequencies: vec![0.7, 0.3],
-        },
-        self_test: SelfTest {
-            inputs: vec![vec![0.0; 8]],
-            expected_probabilities: vec![vec![0.6, 0.4]],
-            tolerance: 1e-4,
-        },
-        lineage: Lineage {
-            dataset_sha256: sha256_hex(b"dataset"),
-            dataset: "rainfall.csv".to_owned(),
-            rows: 1000,
-            hyperparameters: Hyperparameters {
-                epochs: 20,
-                batch_size: 32,
-                learning_rate: 1e-3,
-                seed: 42,
-                patience: 5,
-                validation_fraction: 0.15,
-                test_fraction: 0.15,
-            },
-            metrics: Metrics {
-                test_accuracy: 0.9,
-                macro_f1: 0.88,
-                validation_accuracy: 0.91,
-                confusion_matrix: vec![vec![90, 10], vec![8, 92]],
-                epoch_losses: vec![0.7, 0.4, 0.3],
-                best_epoch: 3,
-            },
-            source_revision: Some("abc123".to_owned()),
-            training_job: None,
-            parent_version: None,
-        },
-        signer_key_id: String::new(),
-    }
-}
-
-fn weights() -> Vec<u8> {
-    (0..4096u32).map(|i| (i * 31 % 251) as u8).collect()
-}
-
-fn trust(keys: &[&SecretKey]) -> TrustStore {
-    let mut store = TrustStore::new();
-    for key in keys {
-        store.add(key.public_key());
-    }
-    store
-}
-
-/// Byte offset and length of each entry's data in a tar, by name.
-fn entry_spans(bundle: &[u8]) -> Vec<(String, usize, usize)> {
-    let mut archive = tar::Archive::new(bundle);
-    archive
-        .entries()
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let name = entry.path().unwrap().to_string_lossy().into_owned();
-            (
-                name,
-                entry.raw_file_position() as usize,
-                entry.size() as usize,
-            )
-        })
-        .collect()
-}
-
-fn span_of(bundle: &[u8], name: &str) -> (usize, usize) {
-    entry_spans(bundle)
-        .into_iter()
-        .find(|(entry, _, _)| entry == name)
-        .map(|(_, start, len)| (start, len))
-        .unwrap()
-}
-
-/// A tar of the given entries, built independently of `pack`.
-fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in entries {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        builder.append_data(&mut header, name, *data).unwrap();
-    }
-    builder.into_inner().unwrap()
-}
+use fixtures::{WEIGHTS_FILE, entry_spans, manifest, span_of, tar_of, trust, weights};
 
 #[test]
 fn packed_bundle_opens_and_verifies() {
