@@ -13,19 +13,6 @@ use common::{ControlPlane, Node, bundles, reported, train, wait_for};
 use edgewise_core::spec::ModelSpec;
 use serde_json::Value;
 
-/// Bytes held in the node's partial downloads.
-fn partial_bytes(node: &Node) -> u64 {
-    std::fs::read_dir(node.data_dir.join("downloads"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Waits until the node serves `version` and the control plane's copy of its report
 /// says the same, with no update under way and no failure.
 fn settles_on(plane: &ControlPlane, node: &Node, version: u64) {
@@ -86,7 +73,7 @@ fn a_node_recovers_from_kills_corruption_and_a_full_disk_in_the_middle_of_update
     //    transfer from its partial file and finishes the update.
     plane.deploy("field", "3");
     wait_for("part of v2 to arrive", Duration::from_secs(30), || {
-        (partial_bytes(&node) > 0).then_some(())
+        (node.partial_bytes() > 0).then_some(())
     });
     node.kill();
     assert!(

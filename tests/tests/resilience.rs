@@ -8,19 +8,6 @@ use std::time::{Duration, Instant};
 use common::{ControlPlane, Node, bundles, train, wait_for};
 use edgewise_core::spec::ModelSpec;
 
-/// Bytes held in the node's partial downloads.
-fn partial_bytes(node: &Node) -> u64 {
-    std::fs::read_dir(node.data_dir.join("downloads"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn resumes_a_broken_download_and_survives_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -46,10 +33,10 @@ fn resumes_a_broken_download_and_survives_restarts() {
     wait_for(
         "a fifth of the bundle to arrive",
         Duration::from_secs(30),
-        || (partial_bytes(&node) > size / 5).then_some(()),
+        || (node.partial_bytes() > size / 5).then_some(()),
     );
     plane.kill();
-    let held = partial_bytes(&node);
+    let held = node.partial_bytes();
     assert!(held < size, "the download finished before the kill");
     std::thread::sleep(Duration::from_millis(500));
     plane.restart();
