@@ -295,10 +295,7 @@ impl Tokens {
 
     /// The newest `limit` audit lines, newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        let mut all = self.audit.all()?;
-        all.reverse();
-        all.truncate(limit);
-        Ok(all)
+        Ok(self.audit.newest(limit)?)
     }
 }
 

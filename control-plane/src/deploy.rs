@@ -134,7 +134,7 @@ impl Deployer {
                 .devices
                 .all()?
                 .into_iter()
-                .filter(|device| device.group == request.group && device.revoked_at.is_none())
+                .filter(|device| device.is_active_in(&request.group))
                 .collect();
             if devices.is_empty() {
                 return Err(Error::NotFound(format!(

@@ -79,6 +79,13 @@ pub struct DeviceRecord {
     pub revoked_at: Option<String>,
 }
 
+impl DeviceRecord {
+    /// Whether deployments and rollouts to `group` reach it: a member, not revoked.
+    pub fn is_active_in(&self, group: &str) -> bool {
+        self.group == group && self.revoked_at.is_none()
+    }
+}
+
 /// What a group should run, set by its latest deployment.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GroupTarget {
@@ -231,6 +238,19 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             .tree
             .last()?
             .map(|(key, _)| String::from_utf8_lossy(&key).into_owned()))
+    }
+
+    /// The `limit` records with the greatest keys, greatest first.
+    pub fn newest(&self, limit: usize) -> Result<Vec<T>, StoreError> {
+        self.tree
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode(&String::from_utf8_lossy(&key), &bytes)
+            })
+            .collect()
     }
 
     /// Every record, in key order.

@@ -73,6 +73,45 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// Who a request proved to be.
+enum Identity {
+    /// A device, by its credentials (artifact downloads only).
+    Device(String),
+    /// The holder of an API token.
+    Token(Caller),
+}
+
+/// Checks a request's credentials; the refusal is the answer to send.
+fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    artifact_download: bool,
+) -> Result<Identity, Response> {
+    match credentials(headers) {
+        Credentials::None => Err(unauthorized(
+            "this call needs a token: send `Authorization: Bearer TOKEN` (`edgewise token create`)",
+        )),
+        Credentials::Malformed => Err(unauthorized(
+            "header `Authorization` must be `Bearer TOKEN` (or device Basic credentials for artifacts)",
+        )),
+        Credentials::Basic { .. } if !artifact_download => Err(unauthorized(
+            "device credentials only download artifacts; this call needs a bearer token",
+        )),
+        Credentials::Basic { user, password } => {
+            match state.fleet.authenticate_device(&user, &password) {
+                Ok(true) => Ok(Identity::Device(user)),
+                Ok(false) => Err(unauthorized("device credentials are not valid")),
+                Err(err) => Err(ApiError::from(err).into_response()),
+            }
+        }
+        Credentials::Bearer(token) => match state.tokens.authenticate(&token) {
+            Ok(Some(caller)) => Ok(Identity::Token(caller)),
+            Ok(None) => Err(unauthorized("the token is unknown or revoked")),
+            Err(err) => Err(ApiError::from(err).into_response()),
+        },
+    }
+}
+
 /// Lets a request through only with the access its route needs, and writes every
 /// mutating call (allowed or not) to the audit log.
 pub async fn authorize(
@@ -91,63 +130,37 @@ pub async fn authorize(
         .as_deref()
         .map_or(Access::Public, |route| required_access(&method, route));
     let mutating = !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
-    let mut caller = None;
-    let response = 'answer: {
-        if access == Access::Public {
-            break 'answer next.run(request).await;
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let artifact_download = route.as_deref() == Some(ARTIFACT_ROUTE) && method == "GET";
+    let (caller, response) = match identify(&state, request.headers(), artifact_download) {
+        Err(refusal) => (None, refusal),
+        Ok(Identity::Device(id)) => {
+            request.extensions_mut().insert(DeviceCaller(id));
+            (None, next.run(request).await)
         }
-        match credentials(request.headers()) {
-            Credentials::None => {
-                break 'answer unauthorized(
-                    "this call needs a token: send `Authorization: Bearer TOKEN` (`edgewise token create`)",
-                );
-            }
-            Credentials::Malformed => {
-                break 'answer unauthorized(
-                    "header `Authorization` must be `Bearer TOKEN` (or device Basic credentials for artifacts)",
-                );
-            }
-            Credentials::Basic { user, password } => {
-                if route.as_deref() != Some(ARTIFACT_ROUTE) || method != "GET" {
-                    break 'answer unauthorized(
-                        "device credentials only download artifacts; this call needs a bearer token",
-                    );
-                }
-                match state.fleet.authenticate_device(&user, &password) {
-                    Ok(true) => {
-                        request.extensions_mut().insert(DeviceCaller(user));
-                        break 'answer next.run(request).await;
-                    }
-                    Ok(false) => break 'answer unauthorized("device credentials are not valid"),
-                    Err(err) => break 'answer ApiError::from(err).into_response(),
-                }
-            }
-            Credentials::Bearer(token) => match state.tokens.authenticate(&token) {
-                Ok(Some(found)) => caller = Some(found),
-                Ok(None) => break 'answer unauthorized("the token is unknown or revoked"),
-                Err(err) => break 'answer ApiError::from(err).into_response(),
-            },
+        Ok(Identity::Token(found)) => {
+            let response = if found.role.allows(access) {
+                request.extensions_mut().insert(found.clone());
+                next.run(request).await
+            } else {
+                let route = route.as_deref().unwrap_or(&path);
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "token {:?} has role {}; {method} {route} needs {}",
+                        found.name,
+                        found.role,
+                        roles_for(access)
+                    ),
+                )
+                .into_response()
+            };
+            (Some(found), response)
         }
-        let Some(found) = caller.clone() else {
-            break 'answer unauthorized("no caller");
-        };
-        if !found.role.allows(access) {
-            break 'answer ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "token {:?} has role {}; {method} {} needs {}",
-                    found.name,
-                    found.role,
-                    route.as_deref().unwrap_or(&path),
-                    roles_for(access)
-                ),
-            )
-            .into_response();
-        }
-        request.extensions_mut().insert(found);
-        next.run(request).await
     };
-    if mutating && access != Access::Public {
+    if mutating {
         let line =
             crate::auth::audit_line(caller.as_ref(), &method, &path, response.status().as_u16());
         if let Err(err) = state.tokens.record(&line) {

@@ -212,7 +212,6 @@ pub async fn run(
         jobs,
         job,
         kubectl,
-        folder,
         &manifest_path,
         &issued.token,
         bundle_path,
@@ -237,13 +236,12 @@ pub async fn run(
     outcome
 }
 
-/// Stores the job's token in its Secret, applies the Job and waits for its bundle.
-#[allow(clippy::too_many_arguments)]
+/// Stores the job's token in its Secret (through a private file beside the manifest),
+/// applies the Job and waits for its bundle.
 async fn apply_and_wait(
     jobs: &Jobs,
     job: &TrainingJob,
     kubectl: &Path,
-    folder: &Path,
     manifest_path: &Path,
     token: &str,
     bundle_path: &Path,
@@ -257,7 +255,7 @@ async fn apply_and_wait(
         "type": "Opaque",
         "stringData": { "token": token },
     });
-    let secret_path = folder.join("token-secret.json");
+    let secret_path = manifest_path.with_file_name("token-secret.json");
     crate::datadir::write_private(&secret_path, &secret.to_string()).map_err(|e| e.to_string())?;
     let applied = kubectl_run(
         kubectl,

@@ -168,7 +168,7 @@ fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<D
         .devices
         .all()?
         .into_iter()
-        .filter(|d| d.group == rollout.group && d.revoked_at.is_none())
+        .filter(|d| d.is_active_in(&rollout.group))
         .collect();
     let wanted = cohort::stage_size(rollout.stages[rollout.stage], devices.len());
     if rollout.stage_results.len() <= rollout.stage {
@@ -392,7 +392,7 @@ pub(super) fn advance(
         .devices
         .all()?
         .into_iter()
-        .filter(|d| d.group == rollout.group && d.revoked_at.is_none())
+        .filter(|d| d.is_active_in(&rollout.group))
     {
         if !rollout.moved.contains_key(&device.id) {
             deployer.assign_tagged(
