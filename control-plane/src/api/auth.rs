@@ -64,12 +64,20 @@ fn roles_for(access: Access) -> &'static str {
     }
 }
 
-fn unauthorized(message: &str) -> Response {
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"edgewise\""),
-    );
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, message)
+}
+
+/// The answer to a refused request; a 401 says which scheme to use.
+fn refusal(err: ApiError) -> Response {
+    let ask_for_token = err.status == StatusCode::UNAUTHORIZED;
+    let mut response = err.into_response();
+    if ask_for_token {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"edgewise\""),
+        );
+    }
     response
 }
 
@@ -86,7 +94,7 @@ fn identify(
     state: &AppState,
     headers: &HeaderMap,
     artifact_download: bool,
-) -> Result<Identity, Response> {
+) -> Result<Identity, ApiError> {
     match credentials(headers) {
         Credentials::None => Err(unauthorized(
             "this call needs a token: send `Authorization: Bearer TOKEN` (`edgewise token create`)",
@@ -101,13 +109,13 @@ fn identify(
             match state.fleet.authenticate_device(&user, &password) {
                 Ok(true) => Ok(Identity::Device(user)),
                 Ok(false) => Err(unauthorized("device credentials are not valid")),
-                Err(err) => Err(ApiError::from(err).into_response()),
+                Err(err) => Err(ApiError::from(err)),
             }
         }
         Credentials::Bearer(token) => match state.tokens.authenticate(&token) {
             Ok(Some(caller)) => Ok(Identity::Token(caller)),
             Ok(None) => Err(unauthorized("the token is unknown or revoked")),
-            Err(err) => Err(ApiError::from(err).into_response()),
+            Err(err) => Err(ApiError::from(err)),
         },
     }
 }
@@ -135,7 +143,7 @@ pub async fn authorize(
     }
     let artifact_download = route.as_deref() == Some(ARTIFACT_ROUTE) && method == "GET";
     let (caller, response) = match identify(&state, request.headers(), artifact_download) {
-        Err(refusal) => (None, refusal),
+        Err(err) => (None, refusal(err)),
         Ok(Identity::Device(id)) => {
             request.extensions_mut().insert(DeviceCaller(id));
             (None, next.run(request).await)
@@ -146,7 +154,7 @@ pub async fn authorize(
                 next.run(request).await
             } else {
                 let route = route.as_deref().unwrap_or(&path);
-                ApiError::new(
+                refusal(ApiError::new(
                     StatusCode::FORBIDDEN,
                     format!(
                         "token {:?} has role {}; {method} {route} needs {}",
@@ -154,8 +162,7 @@ pub async fn authorize(
                         found.role,
                         roles_for(access)
                     ),
-                )
-                .into_response()
+                ))
             };
             (Some(found), response)
         }

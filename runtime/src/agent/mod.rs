@@ -79,7 +79,7 @@ pub struct Agent {
     device_id: String,
     release_trust: TrustStore,
     deployment_trust: TrustStore,
-    quic: DownloadSettings,
+    downloads: DownloadSettings,
     store: NodeStore,
     slot: ServingSlot,
     options: AgentOptions,
@@ -101,7 +101,7 @@ impl Agent {
             .trust
             .deployment_trust()
             .map_err(|e| AgentError::Config(e.to_string()))?;
-        let quic = DownloadSettings::from_config(&config).map_err(AgentError::Config)?;
+        let downloads = DownloadSettings::from_config(config).map_err(AgentError::Config)?;
         let store = match &options.shared {
             Some(shared) => NodeStore::open_in(&shared.db, &options.data_dir, &config.device_id)?,
             None => NodeStore::open(&options.data_dir)?,
@@ -128,7 +128,7 @@ impl Agent {
                 device_id: config.device_id.clone(),
                 release_trust,
                 deployment_trust,
-                quic,
+                downloads,
                 store,
                 slot,
                 options,
@@ -347,7 +347,7 @@ impl Agent {
             for location in &assignment.locations {
                 match download::fetch(
                     location,
-                    &self.quic,
+                    &self.downloads,
                     &assignment.bundle_sha256,
                     assignment.size,
                     &partial,
