@@ -325,6 +325,32 @@ fn ulps_apart(a: f64, b: f64) -> u64 {
     }
 }
 
+/// Checks the parse of a `total`-byte input against `limit`: at or below it, the input
+/// parses to `expected`; above it, it is refused with an error naming the limit.
+fn check_size_limit<T, E>(
+    total: usize,
+    limit: usize,
+    parsed: Result<T, E>,
+    expected: &T,
+) -> Result<(), TestCaseError>
+where
+    T: PartialEq + std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    match parsed {
+        Ok(parsed) => {
+            prop_assert!(total <= limit);
+            prop_assert_eq!(&parsed, expected);
+        }
+        Err(err) => {
+            prop_assert!(total > limit, "{total} bytes refused: {err}");
+            let message = err.to_string();
+            prop_assert!(message.contains(&limit.to_string()), "{message}");
+        }
+    }
+    Ok(())
+}
+
 /// Encodes `value` as a header line followed by `rest`, decodes it back, and checks it
 /// is the same value and the same trailing bytes, or refused for its length.
 fn check_line_round_trip<T>(value: T, rest: &[u8]) -> Result<(), TestCaseError>
@@ -539,17 +565,8 @@ proptest! {
         let (bytes, assignment, now) = signed_envelope();
         let total = (MAX_ASSIGNMENT_BYTES as i64 + extra) as usize;
         let padded = pad_to(bytes, total);
-        match verify_envelope(&padded, now) {
-            Ok(verified) => {
-                prop_assert!(total <= MAX_ASSIGNMENT_BYTES);
-                prop_assert_eq!(verified, assignment);
-            }
-            Err(err) => {
-                prop_assert!(total > MAX_ASSIGNMENT_BYTES, "{total} bytes refused: {err}");
-                let message = err.to_string();
-                prop_assert!(message.contains(&MAX_ASSIGNMENT_BYTES.to_string()), "{message}");
-            }
-        }
+        let parsed = verify_envelope(&padded, now);
+        check_size_limit(total, MAX_ASSIGNMENT_BYTES, parsed, &assignment)?;
     }
 
     /// A header line longer than 1 KiB is refused with an error naming the limit; at or below it decodes.
@@ -579,16 +596,8 @@ proptest! {
         let state = sample_reported();
         let total = (MAX_REPORTED_BYTES as i64 + extra) as usize;
         let padded = pad_to(serde_json::to_vec(&state).unwrap(), total);
-        match ReportedState::from_bytes(&padded) {
-            Ok(parsed) => {
-                prop_assert!(total <= MAX_REPORTED_BYTES);
-                prop_assert_eq!(parsed, state);
-            }
-            Err(err) => {
-                prop_assert!(total > MAX_REPORTED_BYTES, "{total} bytes refused: {err}");
-                prop_assert!(err.contains(&MAX_REPORTED_BYTES.to_string()), "{err}");
-            }
-        }
+        let parsed = ReportedState::from_bytes(&padded);
+        check_size_limit(total, MAX_REPORTED_BYTES, parsed, &state)?;
     }
 }
 
@@ -603,15 +612,7 @@ proptest! {
     ) {
         let total = (MAX_WINDOW_BYTES as i64 + extra) as usize;
         let padded = pad_to(serde_json::to_vec(&window).unwrap(), total);
-        match TelemetryWindow::from_bytes(&padded) {
-            Ok(parsed) => {
-                prop_assert!(total <= MAX_WINDOW_BYTES);
-                prop_assert_eq!(parsed, window);
-            }
-            Err(err) => {
-                prop_assert!(total > MAX_WINDOW_BYTES, "{total} bytes refused: {err}");
-                prop_assert!(err.contains(&MAX_WINDOW_BYTES.to_string()), "{err}");
-            }
-        }
+        let parsed = TelemetryWindow::from_bytes(&padded);
+        check_size_limit(total, MAX_WINDOW_BYTES, parsed, &window)?;
     }
 }

@@ -9,8 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControlPlane, Node, bundles, reported, train, wait_for};
-use edgewise_core::spec::ModelSpec;
+use common::{ControlPlane, Node, bundles, reported, wait_for, wide_bundle};
 use serde_json::Value;
 
 /// Waits until the node serves `version` and the control plane's copy of its report
@@ -49,14 +48,9 @@ fn phase(plane: &ControlPlane) -> Value {
 #[test]
 fn a_node_recovers_from_kills_corruption_and_a_full_disk_in_the_middle_of_updates() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // v3 is a wide model, a bundle of about 1.2 MB; the rate limit makes its transfer
-    // take several seconds, time enough to kill the node in the middle.
-    let spec = ModelSpec::from_json(
-        r#"{"input_shape":[64],"layers":[{"type":"linear","out_features":4096},{"type":"relu"},{"type":"linear","out_features":10}]}"#,
-    )
-    .expect("spec");
-    let big = dir.path().join("digits-v3.bundle");
-    std::fs::write(&big, train(&bundles().release, spec, 3, 1)).expect("write bundle");
+    // The rate limit makes the wide bundle's transfer take several seconds, time
+    // enough to kill a process in the middle.
+    let big = wide_bundle(dir.path(), 3);
     let plane = ControlPlane::start(
         &dir.path().join("control-plane"),
         &["--transfer-rate-limit", "150000"],

@@ -5,20 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ControlPlane, Node, bundles, train, wait_for};
-use edgewise_core::spec::ModelSpec;
+use common::{ControlPlane, Node, bundles, wait_for, wide_bundle};
 
 #[test]
 fn resumes_a_broken_download_and_survives_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // A wide model makes a bundle of about 1.2 MB; the rate limit makes its transfer
-    // take several seconds, long enough to kill the control plane in the middle.
-    let spec = ModelSpec::from_json(
-        r#"{"input_shape":[64],"layers":[{"type":"linear","out_features":4096},{"type":"relu"},{"type":"linear","out_features":10}]}"#,
-    )
-    .expect("spec");
-    let big = dir.path().join("digits-v3.bundle");
-    std::fs::write(&big, train(&bundles().release, spec, 3, 1)).expect("write bundle");
+    // The rate limit makes the wide bundle's transfer take several seconds, time
+    // enough to kill a process in the middle.
+    let big = wide_bundle(dir.path(), 3);
     let size = std::fs::metadata(&big).expect("bundle").len();
 
     let mut plane = ControlPlane::start(

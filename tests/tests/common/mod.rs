@@ -28,6 +28,19 @@ use edgewise_training::pipeline::{TrainRequest, run};
 use edgewise_training::trainer::TrainConfig;
 use serde_json::Value;
 
+/// Writes digits version `version` of a wide model (a bundle of about 2 MB) into
+/// `dir` and returns its path: big enough for a throttled transfer to be caught in
+/// the middle.
+pub fn wide_bundle(dir: &Path, version: u64) -> PathBuf {
+    let spec = ModelSpec::from_json(
+        r#"{"input_shape":[64],"layers":[{"type":"linear","out_features":4096},{"type":"relu"},{"type":"linear","out_features":10}]}"#,
+    )
+    .expect("spec");
+    let path = dir.join(format!("digits-v{version}.bundle"));
+    std::fs::write(&path, train(&bundles().release, spec, version, 1)).expect("write bundle");
+    path
+}
+
 /// Signed bundles shared by the tests of one binary.
 pub struct Bundles {
     /// Folder holding the files.
