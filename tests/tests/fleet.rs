@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::mqtt::Mqtt;
@@ -11,18 +14,77 @@ use edgewise_core::assignment::{Assignment, AssignmentMode};
 use edgewise_core::bundle::{Bundle, sha256_hex};
 use edgewise_core::keys::SecretKey;
 
-/// Publishes an assignment on `target`'s desired topic as the control plane would.
-struct Director<'a> {
-    plane: &'a ControlPlane,
-    mqtt: Mqtt,
-    key: SecretKey,
+/// A malicious mirror: an HTTP server that serves whatever files it holds, with
+/// `Range`, to anyone. The control plane's own artifact server gives a device only the
+/// bundle it assigned; a forged assignment can point a node here instead.
+struct Mirror {
+    folder: PathBuf,
+    url: String,
 }
 
-impl Director<'_> {
-    /// Stores `bytes` as an artifact under `name` (as a compromised repository could).
+impl Mirror {
+    fn start(folder: &Path) -> Mirror {
+        std::fs::create_dir_all(folder).expect("mirror folder");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the mirror");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let root = folder.to_owned();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = root.clone();
+                std::thread::spawn(move || serve_file(stream, &root));
+            }
+        });
+        Mirror {
+            folder: folder.to_owned(),
+            url,
+        }
+    }
+}
+
+/// Answers one `GET /NAME` with the file's bytes from the requested offset.
+fn serve_file(mut stream: std::net::TcpStream, root: &Path) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut request = String::new();
+    let _ = reader.read_line(&mut request);
+    let name = request
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/');
+    let mut offset = 0usize;
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        if let Some(range) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            offset = range.trim().trim_end_matches('-').parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let body = std::fs::read(root.join(name)).unwrap_or_default();
+    let body = body.get(offset..).unwrap_or_default();
+    let status = if offset > 0 {
+        "206 Partial Content"
+    } else {
+        "200 OK"
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(body);
+}
+
+/// Publishes an assignment on `target`'s desired topic as the control plane would.
+struct Director {
+    mqtt: Mqtt,
+    key: SecretKey,
+    mirror: Mirror,
+}
+
+impl Director {
+    /// Puts `bytes` on the malicious mirror under `name`.
     fn plant(&self, name: &str, bytes: &[u8]) {
-        std::fs::write(self.plane.data_dir.join("artifacts").join(name), bytes)
-            .expect("plant artifact");
+        std::fs::write(self.mirror.folder.join(name), bytes).expect("plant artifact");
     }
 
     fn send(&mut self, target: &str, assignment: &Assignment) {
@@ -56,7 +118,7 @@ impl Director<'_> {
             version: 2,
             bundle_sha256: sha256.into(),
             size,
-            locations: vec![format!("quic://{}", self.plane.ports.quic)],
+            locations: vec![format!("{}/{sha256}", self.mirror.url)],
             rollout_id: None,
             stage: None,
             mode: AssignmentMode::Active,
@@ -116,9 +178,9 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
     )
     .expect("director connects");
     let mut director = Director {
-        plane: &plane,
         mqtt,
         key: plane.deployment_key(),
+        mirror: Mirror::start(&dir.path().join("mirror")),
     };
     let genuine = std::fs::read(&bundles().v1).expect("v1");
 
