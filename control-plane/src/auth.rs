@@ -288,7 +288,7 @@ impl Tokens {
 
     /// Appends a line to the audit log.
     pub fn record(&self, entry: &AuditRecord) -> Result<()> {
-        let id = self.store.next_id()?;
+        let id = self.store.next_in_sequence("audit")?;
         self.audit.put(&format!("{id:020}"), entry)?;
         Ok(())
     }
