@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ControlPlane, Node, bundles, wait_for, wide_bundle};
+use common::{ControlPlane, Node, wait_for, wide_bundle};
 
 #[test]
 fn resumes_a_broken_download_and_survives_restarts() {

@@ -4,6 +4,8 @@
 
 mod artifacts;
 pub mod auth;
+#[cfg(test)]
+mod body_props;
 mod deployments;
 mod fleet;
 mod models;
@@ -327,27 +329,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map_err(|rejection: BytesRejection| {
                 ApiError::new(rejection.status(), rejection.body_text())
             })?;
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(deserializer)
-            .map(JsonBody)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("request body is not valid JSON: {inner}"),
-                    )
-                } else if path == "." {
-                    ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {inner}"))
-                } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("request body field `{path}`: {inner}"),
-                    )
-                }
-            })
+        decode_json(&bytes).map(JsonBody)
     }
+}
+
+/// Decodes a JSON request body; the error (400) says whether the JSON is broken or
+/// which field is wrong, and how.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not valid JSON: {inner}"),
+            )
+        } else if path == "." {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {inner}"))
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("request body field `{path}`: {inner}"),
+            )
+        }
+    })
 }
 
 /// Records `edgewise_api_requests_total` and `edgewise_api_request_duration_seconds`.
