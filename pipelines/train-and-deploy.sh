@@ -24,6 +24,7 @@ signs and pushes it, deploys it to the definition's group and moves the champion
 Inputs (flag, then environment variable):
   --model-dir DIR          model definition folder [PIPELINE_MODEL_DIR, default models/rainfall]
   --server URL             control plane [EDGEWISE_SERVER, required]
+  (environment only)       EDGEWISE_TOKEN: an API token with role ci, read by the edgewise CLI
   --signing-key FILE       release key file [EDGEWISE_RELEASE_KEY_FILE]; without it the key
                            file's content is read from EDGEWISE_RELEASE_KEY
   --bin-dir DIR            folder holding edgewise and edgewise-train [EDGEWISE_BIN_DIR,

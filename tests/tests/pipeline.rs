@@ -16,9 +16,18 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Runs the pipeline with `extra` flags; returns its exit status code.
+/// Runs the pipeline with `extra` flags, as a CI job would: with a token of role `ci`;
+/// returns its exit status code.
 fn run_pipeline(plane: &ControlPlane, work: &Path, extra: &[&str]) -> i32 {
     let key = std::fs::read_to_string(bundles().dir.join("release.key")).expect("release key");
+    let name = format!(
+        "pipeline-{}",
+        work.file_name().and_then(|n| n.to_str()).unwrap_or("run")
+    );
+    let token = plane
+        .cli(&["token", "create", &name, "--role", "ci"])
+        .trim()
+        .to_owned();
     let bin_dir = binary("edgewise").parent().expect("bin dir").to_owned();
     let output = Command::new("bash")
         .arg(repo().join("pipelines/train-and-deploy.sh"))
@@ -30,6 +39,7 @@ fn run_pipeline(plane: &ControlPlane, work: &Path, extra: &[&str]) -> i32 {
         .args(["--stages", "25,100", "--bake", "3s", "--poll", "1"])
         .args(extra)
         .env("EDGEWISE_RELEASE_KEY", key)
+        .env("EDGEWISE_TOKEN", token)
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
         .output()
