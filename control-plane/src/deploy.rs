@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use edgewise_core::assignment::{Assignment, AssignmentMode};
-use edgewise_core::keys::SecretKey;
 use edgewise_core::reported::UpdatePhase;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 use crate::fleet::Endpoints;
+use crate::keyring::Keyring;
 use crate::mqtt_link::Publisher;
 use crate::registry::Registry;
 use crate::store::{DeploymentRecord, DeviceRecord, GroupTarget, Store, VersionRecord};
@@ -80,18 +80,18 @@ pub struct DeploymentStatus {
 pub struct Deployer {
     store: Store,
     registry: Registry,
-    key: SecretKey,
+    keyring: Keyring,
     endpoints: Endpoints,
     ttl: Duration,
     publisher: Publisher,
 }
 
 impl Deployer {
-    /// A deployer signing with `key`; assignments live `ttl`.
+    /// A deployer signing with the deployment key of `keyring`; assignments live `ttl`.
     pub fn new(
         store: Store,
         registry: Registry,
-        key: SecretKey,
+        keyring: Keyring,
         endpoints: Endpoints,
         ttl: Duration,
         publisher: Publisher,
@@ -99,7 +99,7 @@ impl Deployer {
         Deployer {
             store,
             registry,
-            key,
+            keyring,
             endpoints,
             ttl,
             publisher,
@@ -126,6 +126,7 @@ impl Deployer {
     /// Deploys a version to every device of a group at once.
     pub async fn deploy(&self, request: &NewDeployment) -> Result<DeploymentStatus> {
         let version = self.registry.resolve(&request.model, &request.version)?;
+        self.registry.check_signer(&version)?;
         crate::rollout::refuse_if_rolling(&self.store, &request.group, &request.model)?;
         let (deployment, published) = {
             let _guard = self.store.lock();
@@ -250,7 +251,7 @@ impl Deployer {
             issued_at,
             expires_at,
         };
-        device.desired = Some(assignment.sign(&self.key));
+        device.desired = Some(self.keyring.sign(&assignment));
         device.assignment = Some(assignment);
         device.deployment_id = Some(origin.to_owned());
         self.store.devices.put(&device.id, device)?;

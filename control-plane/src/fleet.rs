@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use edgewise_core::node_config::{MqttSettings, NodeConfig, TransferSettings, TrustBundle};
+use edgewise_core::node_config::{MqttSettings, NodeConfig, TransferSettings};
 use edgewise_core::reported::ReportedState;
 use edgewise_core::topics::check_device_id;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use crate::artifact_access::certificate_fingerprint;
 use crate::credentials;
 use crate::datadir::SERVICE_USER;
 use crate::error::{Error, Result};
+use crate::keyring::Keyring;
 use crate::pki::{self, CertifiedKey};
 use crate::registry::check_name;
 use crate::store::{DeviceRecord, Store};
@@ -102,18 +103,18 @@ pub struct GroupView {
 pub struct Fleet {
     store: Store,
     endpoints: Endpoints,
-    trust: TrustBundle,
+    keyring: Keyring,
     ca: CertifiedKey,
 }
 
 impl Fleet {
-    /// The fleet in `store`; node configs name `endpoints`, carry `trust`, and hold a
-    /// client certificate signed by `ca`.
-    pub fn new(store: Store, endpoints: Endpoints, trust: TrustBundle, ca: CertifiedKey) -> Self {
+    /// The fleet in `store`; node configs name `endpoints`, carry the keys of
+    /// `keyring`, and hold a client certificate signed by `ca`.
+    pub fn new(store: Store, endpoints: Endpoints, keyring: Keyring, ca: CertifiedKey) -> Self {
         Fleet {
             store,
             endpoints,
-            trust,
+            keyring,
             ca,
         }
     }
@@ -184,7 +185,7 @@ impl Fleet {
                 client_certificate: Some(identity.certificate_pem),
                 client_key: Some(identity.key_pem),
             },
-            trust: self.trust.clone(),
+            trust: self.keyring.trust_bundle(&self.ca.certificate_pem),
         };
         tracing::info!(device = %record.id, group = %record.group, "device registered");
         Ok(RegisteredDevice {

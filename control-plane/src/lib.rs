@@ -20,6 +20,7 @@ pub mod deploy;
 pub mod error;
 pub mod fleet;
 pub mod jobs;
+pub mod keyring;
 pub mod monitor;
 pub mod mqtt_link;
 pub mod pki;

@@ -4,12 +4,12 @@
 use std::time::SystemTime;
 
 use edgewise_core::bundle::{Bundle, sha256_hex};
-use edgewise_core::keys::TrustStore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::artifacts::ArtifactStore;
 use crate::error::{Error, Result};
+use crate::keyring::Keyring;
 use crate::store::{Store, VersionRecord, version_key};
 
 /// A model with its versions and aliases.
@@ -92,17 +92,37 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
 pub struct Registry {
     store: Store,
     artifacts: ArtifactStore,
-    trust: TrustStore,
+    keyring: Keyring,
 }
 
 impl Registry {
-    /// A registry over `store`, keeping bundle files in `artifacts`, trusting `trust`.
-    pub fn new(store: Store, artifacts: ArtifactStore, trust: TrustStore) -> Self {
+    /// A registry over `store`, keeping bundle files in `artifacts`, trusting the
+    /// release keys of `keyring`.
+    pub fn new(store: Store, artifacts: ArtifactStore, keyring: Keyring) -> Self {
         Registry {
             store,
             artifacts,
-            trust,
+            keyring,
         }
+    }
+
+    /// Errors unless `version` is signed by a release key trusted now: a release key
+    /// rotation retires older signatures, and nodes would refuse such a bundle.
+    pub fn check_signer(&self, version: &VersionRecord) -> Result<()> {
+        let trust = self.keyring.release_trust();
+        if trust
+            .key_ids()
+            .contains(&version.manifest.signer_key_id.as_str())
+        {
+            return Ok(());
+        }
+        Err(Error::Rejected(format!(
+            "{} version {} is signed by release key {}, which a key rotation retired (trusted now: {}); push it again signed by a trusted key",
+            version.model,
+            version.version,
+            version.manifest.signer_key_id,
+            trust.key_ids().join(", ")
+        )))
     }
 
     /// The bundle files.
@@ -141,10 +161,11 @@ impl Registry {
         check_name("model name", name)?;
         let bundle = Bundle::open(bytes)
             .map_err(|e| Error::Invalid(format!("request body is not a valid bundle: {e}")))?;
-        bundle.verify(&self.trust).map_err(|e| {
+        let trust = self.keyring.release_trust();
+        bundle.verify(&trust).map_err(|e| {
             Error::Rejected(format!(
                 "bundle refused: {e} (trusted release keys: {})",
-                self.trust.key_ids().join(", ")
+                trust.key_ids().join(", ")
             ))
         })?;
         let manifest = bundle.manifest;

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::keyring::Keyring;
 use anyhow::{Context, Result, anyhow, bail};
-use edgewise_core::node_config::TrustBundle;
 
 use crate::api::{self, AppState};
 use crate::artifacts::ArtifactStore;
@@ -246,15 +246,12 @@ pub async fn serve(
         http: format!("http://{advertise}:{}", http.port()),
         http_first: presign.is_some(),
     };
-    let trust = TrustBundle {
-        release_keys: data
-            .release_trust
-            .keys()
-            .map(|key| key.to_document())
-            .collect(),
-        deployment_keys: vec![data.deployment_key.public_key().to_document()],
-        ca_certificate: data.ca.certificate_pem.clone(),
-    };
+    let keyring = Keyring::open(
+        &store,
+        &data.root.join("keys"),
+        &data.release_trust,
+        data.deployment_key.clone(),
+    )?;
     let publisher = mqtt_link::start(
         &broker,
         &data.service_password,
@@ -278,11 +275,7 @@ pub async fn serve(
             }
         }
     });
-    let registry = Registry::new(
-        store.clone(),
-        artifact_store.clone(),
-        data.release_trust.clone(),
-    );
+    let registry = Registry::new(store.clone(), artifact_store.clone(), keyring.clone());
     if artifact_store.remote().is_some() {
         let registered: Vec<String> = store
             .versions
@@ -302,11 +295,16 @@ pub async fn serve(
             }
         });
     }
-    let fleet = Fleet::new(store.clone(), endpoints.clone(), trust, data.ca.clone());
+    let fleet = Fleet::new(
+        store.clone(),
+        endpoints.clone(),
+        keyring.clone(),
+        data.ca.clone(),
+    );
     let deployer = Deployer::new(
         store.clone(),
         registry.clone(),
-        data.deployment_key.clone(),
+        keyring.clone(),
         endpoints.clone(),
         options.assignment_ttl,
         publisher,
@@ -361,6 +359,7 @@ pub async fn serve(
         jobs,
         retraining,
         tokens,
+        keyring,
     };
     println!(
         "edgewise control plane ready: api {} mqtt {} quic {} data {}",

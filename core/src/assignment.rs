@@ -4,8 +4,12 @@
 //! On the wire an assignment travels as a [`SignedAssignment`] envelope:
 //!
 //! ```json
-//! {"payload":"<base64 of the assignment JSON bytes>","signature":{"algorithm":"ed25519","key_id":"…","signature":"…"}}
+//! {"payload":"<base64 of the assignment JSON bytes>","signature":{"algorithm":"ed25519","key_id":"…","signature":"…"},"rotations":[…]}
 //! ```
+//!
+//! `rotations` (optional) is the control plane's chain of signed key rotations. They sit
+//! outside the signed payload because each one proves itself (see [`crate::rotation`]);
+//! a node applies them before it checks the assignment's signature.
 //!
 //! The signature covers the exact payload bytes, so no canonical JSON is needed. A node
 //! applies an assignment only if [`SignedAssignment::verify`] accepts it: a trusted
@@ -21,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::keys::{DetachedSignature, KeyError, SecretKey, TrustStore};
+use crate::rotation::SignedKeyRotation;
 
-/// Largest accepted envelope, in bytes: assignments are small, anything bigger is hostile.
-pub const MAX_ASSIGNMENT_BYTES: usize = 16 * 1024;
+/// Largest accepted envelope, in bytes: an assignment is small and a key rotation chain
+/// a few KiB; anything bigger is hostile.
+pub const MAX_ASSIGNMENT_BYTES: usize = 64 * 1024;
 
 /// Whether the assigned model serves answers or only runs beside the active one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +81,9 @@ pub struct SignedAssignment {
     pub payload: String,
     /// The deployment key's signature over the decoded payload bytes.
     pub signature: DetachedSignature,
+    /// Key rotations the node applies first, so it trusts the key that signed this.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<SignedKeyRotation>,
 }
 
 /// Why an assignment was refused.
@@ -122,6 +131,7 @@ impl Assignment {
         SignedAssignment {
             payload: BASE64.encode(&bytes),
             signature: key.sign(&bytes),
+            rotations: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! `edgewise-core` is the contract between every Edgewise part: the model bundle and
-//! its manifest, ed25519 signing keys and the trust store, assignments, MQTT topics and
+//! its manifest, ed25519 signing keys, the trust store and its key rotations, assignments, MQTT topics and
 //! payloads, QUIC transfer framing, broker addresses and their TLS settings, the node config, the reference data profile and the
 //! drift statistics computed against it.
 //!
@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod node_config;
 pub mod profile;
 pub mod reported;
+pub mod rotation;
 pub mod spec;
 pub mod stats;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerUrl, ClientTls};
 use crate::keys::{KeyError, PublicKey, PublicKeyDocument, TrustStore};
+use crate::rotation::{SignedKeyRotation, TrustState};
 
 /// Everything a node needs to join its fleet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,9 @@ pub struct TrustBundle {
     pub deployment_keys: Vec<PublicKeyDocument>,
     /// PEM of the CA that signs the QUIC server certificate.
     pub ca_certificate: String,
+    /// Key rotations since the keys above: a node applies them at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<SignedKeyRotation>,
 }
 
 impl TrustBundle {
@@ -109,6 +113,17 @@ impl TrustBundle {
     /// The deployment keys as a trust store; errors name the entry.
     pub fn deployment_trust(&self) -> Result<TrustStore, KeyError> {
         trust_store(&self.deployment_keys, "trust.deployment_keys")
+    }
+
+    /// What the node trusts: the keys above with every rotation applied.
+    pub fn trust_state(&self) -> Result<TrustState, String> {
+        let release = self.release_trust().map_err(|e| e.to_string())?;
+        let deployment = self.deployment_trust().map_err(|e| e.to_string())?;
+        let mut state = TrustState::initial(release, deployment);
+        state
+            .apply_chain(&self.rotations)
+            .map_err(|e| format!("trust.rotations: {e}"))?;
+        Ok(state)
     }
 }
 

@@ -60,6 +60,19 @@ pub struct ReportedState {
     pub runtime_version: String,
     /// When this report was made (RFC 3339).
     pub reported_at: String,
+    /// The version of each key set the node trusts.
+    #[serde(default)]
+    pub key_versions: KeyVersions,
+}
+
+/// Which version of each key set a node trusts (see [`crate::rotation`]); 0 when unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyVersions {
+    /// Version of the release keys.
+    pub release: u64,
+    /// Version of the deployment keys.
+    pub deployment: u64,
 }
 
 impl ReportedState {

@@ -299,6 +299,7 @@ fn sample_reported() -> ReportedState {
         "adapter": "test",
         "runtime_version": "0.1.0",
         "reported_at": "2025-01-02T03:04:05Z",
+        "key_versions": {"release": 1, "deployment": 2},
     }))
     .unwrap()
 }
@@ -559,7 +560,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// A valid envelope padded past 16 KiB is refused with an error naming the limit; at or below it verifies.
+    /// A valid envelope padded past 64 KiB is refused with an error naming the limit; at or below it verifies.
     #[test]
     fn assignment_envelope_size_limit(extra in -512i64..4096) {
         let (bytes, assignment, now) = signed_envelope();

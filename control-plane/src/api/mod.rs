@@ -8,6 +8,7 @@ pub mod auth;
 mod body_props;
 mod deployments;
 mod fleet;
+mod keys;
 mod models;
 mod rollouts;
 mod telemetry;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub retraining: crate::retraining::Retraining,
     /// API tokens and the audit log.
     pub tokens: crate::auth::Tokens,
+    /// Signing keys and their rotations.
+    pub keyring: crate::keyring::Keyring,
 }
 
 /// The whole HTTP surface; bundle uploads may be up to `max_bundle_bytes`.
@@ -111,6 +114,15 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
             axum::routing::delete(auth::revoke_token),
         )
         .route("/api/v1/whoami", get(auth::whoami))
+        .route("/api/v1/keys", get(keys::show))
+        .route(
+            "/api/v1/keys/deployment/rotate",
+            axum::routing::post(keys::rotate_deployment),
+        )
+        .route(
+            "/api/v1/keys/release/rotations",
+            axum::routing::post(keys::publish_release_rotation),
+        )
         .route("/api/v1/audit", get(auth::audit))
         .route(
             "/api/v1/devices/{id}/group",
@@ -207,6 +219,9 @@ pub fn router(state: AppState, max_bundle_bytes: usize) -> Router {
         auth::revoke_token,
         auth::whoami,
         auth::audit,
+        keys::show,
+        keys::rotate_deployment,
+        keys::publish_release_rotation,
         fleet::list_groups,
         fleet::get_group,
         fleet::mosquitto_files,

@@ -4,6 +4,7 @@
 mod access;
 mod client;
 mod fleet;
+mod keys;
 mod overview;
 mod render;
 mod rollout;
@@ -112,6 +113,9 @@ enum Command {
     /// API tokens: create, list, revoke (admin).
     #[command(subcommand)]
     Token(access::TokenCommand),
+    /// Signing keys: show them, rotate the deployment key, publish release rotations.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The audit log: every mutating API call with the token that made it (admin).
     Audit {
         /// How many of the newest lines.
@@ -333,6 +337,7 @@ pub async fn run(
         Command::Fleet(command) => fleet::run(&api, json, command).await,
         Command::Token(command) => access::token(&api, json, command).await,
         Command::Audit { limit } => access::audit(&api, json, limit).await,
+        Command::Keys(command) => keys::run(&api, json, command).await,
         Command::Broker(BrokerCommand::Mosquitto { out }) => {
             let files: MosquittoFiles = api.get("/api/v1/broker/mosquitto").await?;
             std::fs::create_dir_all(&out)?;
@@ -440,8 +445,8 @@ async fn model(api: &ApiClient, json: bool, command: ModelCommand) -> Result<()>
                     .map(|v| {
                         vec![
                             v.version.to_string(),
-                            metric(&v.metrics, "test_accuracy"),
-                            metric(&v.metrics, "macro_f1"),
+                            render::metric(&v.metrics, "test_accuracy"),
+                            render::metric(&v.metrics, "macro_f1"),
                             v.lineage
                                 .get("dataset")
                                 .and_then(|d| d.as_str())
@@ -480,7 +485,7 @@ async fn model(api: &ApiClient, json: bool, command: ModelCommand) -> Result<()>
                     &json!({ "version": version }),
                 )
                 .await?;
-            print_aliases(json, &aliases);
+            render::aliases(json, &aliases);
         }
         ModelCommand::Alias(AliasCommand::Delete { name, alias }) => {
             api.delete(&format!("/api/v1/models/{name}/aliases/{alias}"))
@@ -490,29 +495,10 @@ async fn model(api: &ApiClient, json: bool, command: ModelCommand) -> Result<()>
         ModelCommand::Alias(AliasCommand::List { name }) => {
             let aliases: BTreeMap<String, u64> =
                 api.get(&format!("/api/v1/models/{name}/aliases")).await?;
-            print_aliases(json, &aliases);
+            render::aliases(json, &aliases);
         }
     }
     Ok(())
-}
-
-fn metric(metrics: &serde_json::Value, name: &str) -> String {
-    metrics
-        .get(name)
-        .and_then(serde_json::Value::as_f64)
-        .map_or_else(|| "-".into(), |v| format!("{v:.3}"))
-}
-
-fn print_aliases(json: bool, aliases: &BTreeMap<String, u64>) {
-    if json {
-        render::json(aliases);
-    } else {
-        let rows: Vec<Vec<String>> = aliases
-            .iter()
-            .map(|(a, v)| vec![a.clone(), v.to_string()])
-            .collect();
-        table(&["alias", "version"], &rows);
-    }
 }
 
 async fn device(api: &ApiClient, json: bool, command: DeviceCommand) -> Result<()> {

@@ -36,3 +36,24 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 pub fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
+
+/// A model metric as a table cell, `-` when absent.
+pub fn metric(metrics: &serde_json::Value, name: &str) -> String {
+    metrics
+        .get(name)
+        .and_then(serde_json::Value::as_f64)
+        .map_or_else(|| "-".into(), |v| format!("{v:.3}"))
+}
+
+/// Prints a model's aliases.
+pub fn aliases(json_output: bool, aliases: &std::collections::BTreeMap<String, u64>) {
+    if json_output {
+        json(aliases);
+    } else {
+        let rows: Vec<Vec<String>> = aliases
+            .iter()
+            .map(|(a, v)| vec![a.clone(), v.to_string()])
+            .collect();
+        table(&["alias", "version"], &rows);
+    }
+}

@@ -236,6 +236,7 @@ impl Rollouts {
             .deployer
             .registry()
             .resolve(&request.model, &request.version)?;
+        self.deployer.registry().check_signer(&candidate)?;
         let store = self.deployer.store();
         let _guard = store.lock();
         refuse_if_rolling(store, &request.group, &request.model)?;

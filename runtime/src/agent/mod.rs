@@ -11,14 +11,15 @@ pub mod store;
 pub mod telemetry;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use edgewise_core::assignment::{Assignment, AssignmentMode, SignedAssignment};
 use edgewise_core::bundle::sha256_hex;
 use edgewise_core::keys::TrustStore;
 use edgewise_core::node_config::NodeConfig;
-use edgewise_core::reported::{InstalledVersion, ReportedState, UpdatePhase};
+use edgewise_core::reported::{InstalledVersion, KeyVersions, ReportedState, UpdatePhase};
+use edgewise_core::rotation::{KeyRole, SignedKeyRotation, TrustState};
 use edgewise_model::DeviceChoice;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -77,8 +78,8 @@ pub enum AgentError {
 /// The update agent of one node.
 pub struct Agent {
     device_id: String,
-    release_trust: TrustStore,
-    deployment_trust: TrustStore,
+    /// The keys trusted now; key rotations in assignment envelopes replace them.
+    trust: RwLock<TrustState>,
     downloads: DownloadSettings,
     store: NodeStore,
     slot: ServingSlot,
@@ -93,19 +94,15 @@ impl Agent {
         options: AgentOptions,
         slot: ServingSlot,
     ) -> Result<(Self, watch::Receiver<ReportedState>), AgentError> {
-        let release_trust = config
-            .trust
-            .release_trust()
-            .map_err(|e| AgentError::Config(e.to_string()))?;
-        let deployment_trust = config
-            .trust
-            .deployment_trust()
-            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let mut trust = config.trust.trust_state().map_err(AgentError::Config)?;
         let downloads = DownloadSettings::from_config(config).map_err(AgentError::Config)?;
         let store = match &options.shared {
             Some(shared) => NodeStore::open_in(&shared.db, &options.data_dir, &config.device_id)?,
             None => NodeStore::open(&options.data_dir)?,
         };
+        if let Err(err) = trust.apply_chain(&store.rotations()?) {
+            tracing::error!(error = %err, "stored key rotations no longer verify; trusting the node config's keys");
+        }
         let initial = ReportedState {
             device_id: config.device_id.clone(),
             active: store.active()?,
@@ -119,6 +116,7 @@ impl Agent {
             adapter: String::new(),
             runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
             reported_at: now_rfc3339(),
+            key_versions: key_versions(&trust),
         };
         crate::telemetry::register_agent_metrics();
         crate::telemetry::update_phase(initial.phase);
@@ -126,8 +124,7 @@ impl Agent {
         Ok((
             Agent {
                 device_id: config.device_id.clone(),
-                release_trust,
-                deployment_trust,
+                trust: RwLock::new(trust),
                 downloads,
                 store,
                 slot,
@@ -154,7 +151,10 @@ impl Agent {
             .into_iter()
             .filter_map(|(is_active, version)| Some((is_active, version?)))
         {
-            match self.open(&version).await {
+            // Installed before any later rotation: checked against every release key
+            // this node has trusted, so a rotation never deletes a good model.
+            let trust = self.trust_now().release.ever_trusted().clone();
+            match self.open(&version, trust).await {
                 Ok(model) => {
                     self.serve(model);
                     tracing::info!(model = %version.model, version = version.version, "serving the stored model");
@@ -211,14 +211,7 @@ impl Agent {
             }
             None => last_seen.map_or(0, |seen| seen.seq),
         };
-        let assignment = match SignedAssignment::from_bytes(envelope).and_then(|signed| {
-            signed.verify(
-                &self.deployment_trust,
-                &self.device_id,
-                last_seq,
-                SystemTime::now(),
-            )
-        }) {
+        let assignment = match self.check_envelope(envelope, last_seq) {
             Ok(assignment) => assignment,
             Err(err) => {
                 metrics::counter!("edgewise_assignments_refused_total").increment(1);
@@ -259,6 +252,49 @@ impl Agent {
         }
     }
 
+    /// Parses an envelope, applies the key rotations it carries, then checks the
+    /// assignment against the deployment keys trusted after them.
+    fn check_envelope(&self, envelope: &[u8], last_seq: u64) -> Result<Assignment, String> {
+        let signed = SignedAssignment::from_bytes(envelope).map_err(|e| e.to_string())?;
+        let deployment = if signed.rotations.is_empty() {
+            self.trust_now().deployment.keys().clone()
+        } else {
+            self.rotate_keys(&signed.rotations)?
+        };
+        signed
+            .verify(&deployment, &self.device_id, last_seq, SystemTime::now())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Applies a chain of key rotations and keeps the new ones; returns the deployment
+    /// keys trusted now. A chain that does not verify changes nothing.
+    fn rotate_keys(&self, chain: &[SignedKeyRotation]) -> Result<TrustStore, String> {
+        let mut next = self.trust_now();
+        let applied = next
+            .apply_chain(chain)
+            .map_err(|e| format!("key rotation refused: {e}"))?;
+        if !applied.is_empty() {
+            self.store
+                .add_rotations(&applied)
+                .map_err(|e| format!("cannot keep the key rotation: {e}"))?;
+            for role in [KeyRole::Release, KeyRole::Deployment] {
+                let trust = next.role(role);
+                tracing::info!(%role, version = trust.version(), keys = ?trust.keys().key_ids(), "trusted keys rotated");
+            }
+            metrics::counter!("edgewise_key_rotations_total").increment(applied.len() as u64);
+            let versions = key_versions(&next);
+            self.reports
+                .send_modify(|state| state.key_versions = versions);
+            *self.trust.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        }
+        Ok(next.deployment.keys().clone())
+    }
+
+    /// A copy of the keys trusted now.
+    fn trust_now(&self) -> TrustState {
+        self.trust.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Downloads, verifies and installs the assigned bundle. `Ok(false)` when a newer
     /// assignment arrived first.
     async fn apply(
@@ -286,6 +322,14 @@ impl Agent {
             return Ok(true);
         }
         let path = self.store.bundle_path(&assignment.bundle_sha256);
+        // A bundle kept from before a release key rotation (a rollback target) was
+        // checked when it arrived: any key this node trusted then still vouches for it.
+        // A new download needs a key trusted now.
+        let trust = if path.exists() {
+            self.trust_now().release.ever_trusted().clone()
+        } else {
+            self.trust_now().release.keys().clone()
+        };
         if !path.exists() {
             self.report(UpdatePhase::Downloading, Some(assignment.seq), None);
             if !self.download(assignment, desired).await? {
@@ -294,7 +338,7 @@ impl Agent {
         }
         self.report(UpdatePhase::Verifying, Some(assignment.seq), None);
         fault_point("agent::verify").await;
-        let model = match self.open(&wanted).await {
+        let model = match self.open(&wanted, trust).await {
             Ok(model) => model,
             Err(reason) => {
                 let _ = std::fs::remove_file(&path);
@@ -419,10 +463,14 @@ impl Agent {
             .map_err(|e| format!("cannot install the bundle: {e}"))
     }
 
-    /// Verifies an installed bundle and starts it serving, off the async threads.
-    async fn open(&self, version: &InstalledVersion) -> Result<Arc<ServingModel>, String> {
+    /// Verifies an installed bundle against the release keys `trust` and starts it
+    /// serving, off the async threads.
+    async fn open(
+        &self,
+        version: &InstalledVersion,
+        trust: TrustStore,
+    ) -> Result<Arc<ServingModel>, String> {
         let path = self.store.bundle_path(&version.bundle_sha256);
-        let trust = self.release_trust.clone();
         let device = self.options.device;
         let batching = self.options.batching;
         let shared = self.options.shared.as_ref().map(|s| s.models.clone());
@@ -493,4 +541,12 @@ fn expiry(assignment: &Assignment) -> SystemTime {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The key set versions of `trust`, for reports.
+fn key_versions(trust: &TrustState) -> KeyVersions {
+    KeyVersions {
+        release: trust.release.version(),
+        deployment: trust.deployment.version(),
+    }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use edgewise_core::reported::InstalledVersion;
+use edgewise_core::rotation::SignedKeyRotation;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -18,6 +19,8 @@ const SHADOW: &str = "shadow";
 const LAST_SEEN: &str = "last_seen";
 /// sled key of the highest applied seq.
 const APPLIED_SEQ: &str = "applied_seq";
+/// sled key of the key rotations accepted from assignments.
+const ROTATIONS: &str = "key_rotations";
 
 /// Errors of the local store.
 #[derive(Debug, Error)]
@@ -163,6 +166,20 @@ impl NodeStore {
     /// The highest seq applied successfully (0 if none).
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
         Ok(self.get(APPLIED_SEQ)?.unwrap_or(0))
+    }
+
+    /// The key rotations accepted so far, oldest first.
+    pub fn rotations(&self) -> Result<Vec<SignedKeyRotation>, StoreError> {
+        Ok(self.get(ROTATIONS)?.unwrap_or_default())
+    }
+
+    /// Keeps newly accepted key rotations, so a restart trusts the same keys.
+    pub fn add_rotations(&self, accepted: &[SignedKeyRotation]) -> Result<(), StoreError> {
+        let mut all = self.rotations()?;
+        all.extend_from_slice(accepted);
+        self.put(ROTATIONS, &all)?;
+        self.state.flush()?;
+        Ok(())
     }
 
     /// Records that an assignment was acted on (whatever the outcome).
