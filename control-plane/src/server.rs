@@ -109,6 +109,8 @@ pub struct ServeOptions {
     pub max_bundle_bytes: usize,
     /// How long telemetry windows are kept.
     pub telemetry_retention: Duration,
+    /// Most bytes of the store's pages kept in memory.
+    pub store_cache_bytes: u64,
     /// Webhooks that receive alert notifications.
     pub alert_webhooks: Vec<String>,
     /// How long a device must be offline before its alert fires.
@@ -177,7 +179,8 @@ pub async fn serve(
             "no release keys are trusted yet, so every push is refused; start with --trust RELEASE.pub"
         );
     }
-    let store = Store::open(&data.root.join("store")).context("cannot open the store")?;
+    let store = Store::open_with_cache(&data.root.join("store"), options.store_cache_bytes)
+        .context("cannot open the store")?;
     let tokens = crate::auth::Tokens::open(&store)?;
     bootstrap_admin_token(&tokens, &data.root.join("secrets/admin-token"))?;
     let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;

@@ -136,10 +136,22 @@ pub struct Store {
     write_lock: Arc<Mutex<()>>,
 }
 
+/// The default of [`Store::open_with_cache`]'s page cache, in bytes. sled's own default
+/// (1 GiB) lets the process grow with the data until it holds most of it in memory.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Store {
-    /// Opens the store in `path`.
+    /// Opens the store in `path` with the default page cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::open(path)?;
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store in `path`; sled keeps at most about `cache_bytes` of pages in memory.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()?;
         Ok(Store {
             versions: Table::open(&db, "versions")?,
             aliases: Table::open(&db, "aliases")?,

@@ -24,6 +24,9 @@ use crate::loader::SharedModels;
 use crate::observe::{CaptureConfig, DEFAULT_MAX_IDS, Recorder};
 use crate::server::{ServingModel, ServingSlot, best_classes};
 
+/// Page cache of the database all virtual nodes share.
+const SHARED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Errors of the simulator's setup.
 #[derive(Debug, Error)]
 pub enum SimulateError {
@@ -197,8 +200,11 @@ pub async fn run(options: SimulationOptions, replay: Arc<Replay>) -> Result<(), 
     };
     std::fs::create_dir_all(&options.data_dir).map_err(|e| setup_error(e.to_string()))?;
     let shared = SharedResources {
-        db: sled::open(options.data_dir.join("nodes.db"))
-            .map_err(|e| setup_error(e.to_string()))?,
+        db: crate::agent::store::open_database(
+            &options.data_dir.join("nodes.db"),
+            SHARED_CACHE_BYTES,
+        )
+        .map_err(|e| setup_error(e.to_string()))?,
         models: SharedModels::new(),
     };
     let http = reqwest::Client::new();

@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// How long telemetry windows and captures are kept.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     telemetry_retention: Duration,
+    /// MiB of the store's pages kept in memory; the rest is read from disk when needed.
+    #[arg(long, default_value_t = crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024))]
+    store_cache_mib: u64,
     /// Webhook URL that receives alert notifications in Alertmanager's JSON shape
     /// (repeat for several receivers).
     #[arg(long = "alert-webhook")]
@@ -177,6 +180,7 @@ pub async fn serve(
             max_concurrent_transfers: args.max_concurrent_transfers,
             max_bundle_bytes: args.max_bundle_bytes,
             telemetry_retention: args.telemetry_retention,
+            store_cache_bytes: args.store_cache_mib.saturating_mul(1024 * 1024),
             alert_webhooks: args.alert_webhooks,
             offline_alert_after: args.offline_alert_after,
             monitor_interval: args.monitor_interval,

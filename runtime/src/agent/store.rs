@@ -22,6 +22,18 @@ const APPLIED_SEQ: &str = "applied_seq";
 /// sled key of the key rotations accepted from assignments.
 const ROTATIONS: &str = "key_rotations";
 
+/// Page cache of a node's store: it holds a few records and the telemetry outbox, so
+/// a small cache keeps the node's memory flat (sled's default is 1 GiB).
+const NODE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Opens a sled database at `path` keeping at most about `cache_bytes` of pages in memory.
+pub fn open_database(path: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .open()
+}
+
 /// Errors of the local store.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -95,7 +107,7 @@ impl NodeStore {
     /// Opens (creating if needed) the store under `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         create_folders(root)?;
-        let db = sled::open(root.join("state"))?;
+        let db = open_database(&root.join("state"), NODE_CACHE_BYTES)?;
         Ok(NodeStore {
             state: db.open_tree("node")?,
             outbox: db.open_tree("outbox")?,
