@@ -243,8 +243,9 @@ async fn serve_stream(
     source: &ArtifactSource,
     device: &Result<String, String>,
 ) -> Result<(), String> {
+    // The request is one header line and its newline.
     let request = recv
-        .read_to_end(transfer::MAX_HEADER_BYTES)
+        .read_to_end(transfer::MAX_HEADER_BYTES + 1)
         .await
         .map_err(|e| format!("reading the request: {e}"))?;
     let allowed = transfer::decode_line::<TransferRequest>(&request).and_then(|(request, _)| {

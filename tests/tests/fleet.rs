@@ -13,6 +13,7 @@ use common::{ControlPlane, Node, bundles, flows, password_of, reported, start_no
 use edgewise_core::assignment::{Assignment, AssignmentMode};
 use edgewise_core::bundle::{Bundle, sha256_hex};
 use edgewise_core::keys::SecretKey;
+use edgewise_core::spec::ModelSpec;
 
 /// A malicious mirror: an HTTP server that serves whatever files it holds, with
 /// `Range`, to anyone. The control plane's own artifact server gives a device only the
@@ -257,6 +258,30 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
         ),
     );
     expect_refusal(&plane, &nodes[0], "node-1", None, "expired");
+
+    // Endless data: the mirror keeps sending past the assigned size. The node takes
+    // exactly `size` bytes and drops the rest; those bytes are the signed bundle.
+    let v3 = common::train(
+        &bundles().release,
+        ModelSpec::preset("digits-mlp").expect("preset"),
+        3,
+        1,
+    );
+    let sha = sha256_hex(&v3);
+    let mut endless = v3.clone();
+    endless.resize(v3.len() + 8 * 1024 * 1024, b'x');
+    director.plant(&sha, &endless);
+    let seq = last_seq(&plane, "node-1") + 1;
+    let mut bounded = director.assignment("node-1", seq, &sha, v3.len() as u64, 600);
+    bounded.version = 3;
+    director.send("node-1", &bounded);
+    wait_for(
+        "node-1 to install v3 from the endless mirror",
+        Duration::from_secs(60),
+        || (nodes[0].serving_version().as_deref() == Some("3")).then_some(()),
+    );
+    let page = common::text(&format!("{}/metrics", nodes[0].url));
+    assert!(common::metric_value(&page, "edgewise_update_download_overruns_total") >= 1.0);
 
     // A device's credentials reach only its own topics. (The node itself steps aside,
     // or the broker would hand its session back and forth between it and the test.)

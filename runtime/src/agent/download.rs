@@ -194,24 +194,31 @@ pub async fn fetch(
     })
 }
 
-/// Appends `chunk` unless it would pass `limit` bytes in all.
+/// Appends `chunk`, up to `limit` bytes in all. `Ok(false)` when the server sent more
+/// than that: the excess is dropped unread and the transfer ends there, so endless data
+/// costs nothing, and the hash check decides whether the first `limit` bytes are right.
 async fn append(
     file: &mut Partial,
     chunk: &[u8],
     written: &mut u64,
     limit: u64,
-) -> Result<(), String> {
-    if *written + chunk.len() as u64 > limit {
-        return Err(format!(
-            "the server sent more than the {limit} bytes assigned"
-        ));
-    }
-    file.write_all(chunk)
+) -> Result<bool, String> {
+    let room = limit.saturating_sub(*written);
+    let kept = &chunk[..chunk.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+    file.write_all(kept)
         .await
         .map_err(|e| format!("cannot write the download: {e}"))?;
-    *written += chunk.len() as u64;
-    metrics::counter!("edgewise_update_download_bytes_total").increment(chunk.len() as u64);
-    Ok(())
+    *written += kept.len() as u64;
+    metrics::counter!("edgewise_update_download_bytes_total").increment(kept.len() as u64);
+    if kept.len() < chunk.len() {
+        metrics::counter!("edgewise_update_download_overruns_total").increment(1);
+        tracing::warn!(
+            limit,
+            "the server sent more than the bytes assigned; the rest is ignored"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 async fn fetch_quic(
@@ -267,7 +274,9 @@ async fn fetch_quic(
             .map_err(|e| e.to_string())?;
         let Some(chunk) = chunk else { break };
         if in_body {
-            append(file, &chunk.bytes, &mut written, limit).await?;
+            if !append(file, &chunk.bytes, &mut written, limit).await? {
+                break;
+            }
             continue;
         }
         header.extend_from_slice(&chunk.bytes);
@@ -288,7 +297,9 @@ async fn fetch_quic(
             ));
         }
         let rest = rest.to_vec();
-        append(file, &rest, &mut written, limit).await?;
+        if !append(file, &rest, &mut written, limit).await? {
+            break;
+        }
         in_body = true;
     }
     file.flush().await.map_err(|e| e.to_string())?;
@@ -336,7 +347,9 @@ async fn fetch_http(
         .map_err(|_| format!("no bytes for {} s", STALL_TIMEOUT.as_secs()))?
         .map_err(|e| e.to_string())?
     {
-        append(file, &chunk, &mut written, limit).await?;
+        if !append(file, &chunk, &mut written, limit).await? {
+            break;
+        }
     }
     file.flush().await.map_err(|e| e.to_string())?;
     if written < limit {
