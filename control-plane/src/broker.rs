@@ -22,6 +22,7 @@ use mqtt5::packet::connect::ConnectPacket;
 use mqtt5::protocol::v5::reason_codes::ReasonCode;
 
 use crate::datadir::SERVICE_USER;
+use crate::receipts::Receipts;
 use crate::store::Store;
 use crate::telemetry_store::TelemetryStore;
 use crate::{credentials, mqtt_link};
@@ -90,7 +91,9 @@ impl FleetAuth {
     pub fn may_subscribe(&self, user: Option<&str>, filter: &str) -> bool {
         match user {
             Some(SERVICE_USER) => true,
-            Some(user) if self.is_device(user) => filter == DeviceTopic::Desired.for_device(user),
+            Some(user) if self.is_device(user) => [DeviceTopic::Desired, DeviceTopic::Receipts]
+                .iter()
+                .any(|topic| filter == topic.for_device(user)),
             _ => false,
         }
     }
@@ -155,11 +158,11 @@ impl AuthProvider for FleetAuth {
 }
 
 /// Watches the broker's traffic: counts connections and messages, and stores
-/// telemetry windows inside the publish path, before the broker acks the device, so a
-/// window leaves a device's outbox only once it is durable here.
+/// telemetry windows inside the publish path, then queues their receipts.
 struct BrokerEvents {
     store: Store,
     telemetry: TelemetryStore,
+    receipts: Receipts,
 }
 
 impl BrokerEventHandler for BrokerEvents {
@@ -191,9 +194,10 @@ impl BrokerEventHandler for BrokerEvents {
                 return PublishAction::Continue;
             }
             let (store, telemetry) = (self.store.clone(), self.telemetry.clone());
+            let receipts = self.receipts.clone();
             let topic = event.topic.to_string();
             let stored = tokio::task::spawn_blocking(move || {
-                mqtt_link::handle_window(&store, &telemetry, &topic, &event.payload)
+                mqtt_link::handle_window(&store, &telemetry, &receipts, &topic, &event.payload)
             })
             .await;
             if let Err(err) = stored {
@@ -211,6 +215,7 @@ fn topic_label(kind: Option<DeviceTopic>) -> &'static str {
         Some(DeviceTopic::Reported) => "reported",
         Some(DeviceTopic::Telemetry) => "telemetry",
         Some(DeviceTopic::Status) => "status",
+        Some(DeviceTopic::Receipts) => "receipts",
         None => "other",
     }
 }
@@ -228,6 +233,7 @@ pub async fn start(
     bind: SocketAddr,
     store: Store,
     telemetry: TelemetryStore,
+    receipts: Receipts,
     service_password: &str,
 ) -> Result<EmbeddedBroker> {
     let config = BrokerConfig::default()
@@ -240,6 +246,7 @@ pub async fn start(
         .with_event_handler(Arc::new(BrokerEvents {
             store: store.clone(),
             telemetry,
+            receipts,
         }));
     let config_limits = (
         config.max_message_rate_per_client,

@@ -307,7 +307,8 @@ pub struct MosquittoFiles {
 }
 
 /// The ACL: the control plane may do anything under `edgewise/v1/`; a device may read
-/// only its own desired topic and write only its own reported, telemetry and status.
+/// only its own desired and receipts topics and write only its own reported, telemetry
+/// and status.
 /// Patterns match on `%u` (the username), never `%c`, which a client picks freely.
 fn mosquitto_acl() -> String {
     format!(
@@ -317,6 +318,7 @@ fn mosquitto_acl() -> String {
          \n\
          # Every device, matched on its username.\n\
          pattern read edgewise/v1/devices/%u/desired\n\
+         pattern read edgewise/v1/devices/%u/receipts\n\
          pattern write edgewise/v1/devices/%u/reported\n\
          pattern write edgewise/v1/devices/%u/telemetry\n\
          pattern write edgewise/v1/devices/%u/status\n"

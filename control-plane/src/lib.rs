@@ -24,6 +24,7 @@ pub mod keyring;
 pub mod monitor;
 pub mod mqtt_link;
 pub mod pki;
+pub mod receipts;
 pub mod registry;
 pub mod retraining;
 pub mod rollout;

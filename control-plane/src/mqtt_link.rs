@@ -1,18 +1,20 @@
 //! The control plane's own MQTT client (rumqttc), whatever the broker: it publishes
-//! retained assignments and records each device's `status` and `reported` messages.
+//! retained assignments and telemetry receipts, and records each device's `status`,
+//! `reported` and (from an external broker) `telemetry` messages.
 //! Malformed payloads are logged, counted in `edgewise_mqtt_malformed_messages_total`
 //! and dropped.
 
 use std::time::{Duration, SystemTime};
 
 use edgewise_core::reported::ReportedState;
-use edgewise_core::telemetry::TelemetryWindow;
+use edgewise_core::telemetry::{TelemetryReceipt, TelemetryWindow};
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 
 use crate::server::BrokerConnection;
 
 use crate::datadir::SERVICE_USER;
+use crate::receipts::Receipts;
 use crate::store::{DeviceRecord, Store};
 use crate::telemetry_store::TelemetryStore;
 
@@ -40,6 +42,19 @@ impl Publisher {
             tracing::warn!(device = %device.id, error = %err, "cannot queue the assignment; it is sent again on reconnect");
         }
     }
+
+    /// Tells `device` which of its telemetry windows are stored.
+    pub async fn publish_receipt(&self, device: &str, receipt: &TelemetryReceipt) {
+        let topic = DeviceTopic::Receipts.for_device(device);
+        let payload = serde_json::to_vec(receipt).unwrap_or_default();
+        if let Err(err) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            tracing::warn!(%device, error = %err, "cannot queue a telemetry receipt; the node sends the windows again");
+        }
+    }
 }
 
 /// Connects to `broker` as the control plane (over TLS for `mqtts://`, with the client
@@ -50,6 +65,7 @@ pub fn start(
     password: &str,
     store: Store,
     telemetry: TelemetryStore,
+    receipts: Receipts,
 ) -> Result<Publisher, String> {
     let mut options = MqttOptions::new(SERVICE_USER, broker.url.host.clone(), broker.url.port);
     if broker.url.tls {
@@ -67,7 +83,7 @@ pub fn start(
     let publisher = Publisher {
         client: client.clone(),
     };
-    tokio::spawn(run(client, eventloop, store, telemetry));
+    tokio::spawn(run(client, eventloop, store, telemetry, receipts));
     Ok(publisher)
 }
 
@@ -76,6 +92,7 @@ async fn run(
     mut eventloop: rumqttc::EventLoop,
     store: Store,
     telemetry: TelemetryStore,
+    receipts: Receipts,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -91,9 +108,16 @@ async fn run(
                 if publish.topic.ends_with("/telemetry") {
                     let telemetry = telemetry.clone();
                     let store = store.clone();
+                    let receipts = receipts.clone();
                     // Drift sums and sled writes stay off the connection's task.
                     tokio::task::spawn_blocking(move || {
-                        handle_window(&store, &telemetry, &publish.topic, &publish.payload)
+                        handle_window(
+                            &store,
+                            &telemetry,
+                            &receipts,
+                            &publish.topic,
+                            &publish.payload,
+                        )
                     });
                 } else {
                     handle_message(&store, &publish.topic, &publish.payload);
@@ -164,7 +188,7 @@ pub fn handle_message(store: &Store, topic: &str, payload: &[u8]) {
             }
             Err(reason) => return malformed(topic, &reason),
         },
-        DeviceTopic::Desired | DeviceTopic::Telemetry => return,
+        DeviceTopic::Desired | DeviceTopic::Telemetry | DeviceTopic::Receipts => return,
     }
     device.last_seen = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     if let Err(err) = store.devices.put(device_id, &device) {
@@ -172,8 +196,15 @@ pub fn handle_message(store: &Store, topic: &str, payload: &[u8]) {
     }
 }
 
-/// Stores one telemetry window; drops (and counts) anything malformed.
-pub fn handle_window(store: &Store, telemetry: &TelemetryStore, topic: &str, payload: &[u8]) {
+/// Stores one telemetry window and queues its receipt; drops (and counts) anything
+/// malformed.
+pub fn handle_window(
+    store: &Store,
+    telemetry: &TelemetryStore,
+    receipts: &Receipts,
+    topic: &str,
+    payload: &[u8],
+) {
     let Some((device_id, DeviceTopic::Telemetry)) = DeviceTopic::parse(topic) else {
         return malformed(topic, "not a telemetry topic");
     };
@@ -192,8 +223,10 @@ pub fn handle_window(store: &Store, telemetry: &TelemetryStore, topic: &str, pay
         Ok(None) => return malformed(topic, "unknown device"),
         Err(err) => return tracing::error!(error = %err, "cannot read the device"),
     };
-    if let Err(err) = telemetry.ingest(&group, window) {
-        tracing::error!(error = %err, "cannot store a telemetry window");
+    let window_seq = window.window_seq;
+    match telemetry.ingest(&group, window) {
+        Ok(_) => receipts.stored(device_id, window_seq),
+        Err(err) => tracing::error!(error = %err, "cannot store a telemetry window"),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::keyring::Keyring;
+use crate::receipts::Receipts;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::api::{self, AppState};
@@ -186,12 +187,14 @@ pub async fn serve(
     let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;
 
     let telemetry = TelemetryStore::new(store.clone())?;
+    let (receipts, pending_receipts) = Receipts::channel();
     let (broker, mqtt_url) = match &options.broker {
         BrokerChoice::Embedded(bind) => {
             let embedded = broker::start(
                 *bind,
                 store.clone(),
                 telemetry.clone(),
+                receipts.clone(),
                 &data.service_password,
             )
             .await?;
@@ -260,8 +263,14 @@ pub async fn serve(
         &data.service_password,
         store.clone(),
         telemetry.clone(),
+        receipts,
     )
     .map_err(|e| anyhow!("--mqtt: {e}"))?;
+    tokio::spawn(crate::receipts::run(
+        pending_receipts,
+        store.clone(),
+        publisher.clone(),
+    ));
     let expiring = telemetry.clone();
     let retention = options.telemetry_retention;
     tokio::spawn(async move {

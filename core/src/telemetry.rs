@@ -12,6 +12,28 @@ use crate::profile::DataProfile;
 /// Largest accepted window payload, in bytes.
 pub const MAX_WINDOW_BYTES: usize = 512 * 1024;
 
+/// Largest accepted telemetry receipt, in bytes.
+pub const MAX_RECEIPT_BYTES: usize = 64 * 1024;
+
+/// The control plane's word that it stored a device's telemetry windows: published on
+/// the device's `receipts` topic once the windows are durable (duplicates included). A
+/// node drops a window from its outbox only on such a receipt, so a window that a broker
+/// accepted but never delivered (a broker restart, a control plane not yet subscribed)
+/// is sent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryReceipt {
+    /// The `window_seq` of each stored window.
+    pub window_seqs: Vec<u64>,
+}
+
+impl TelemetryReceipt {
+    /// Parses a receipt, refusing anything over [`MAX_RECEIPT_BYTES`]; errors name the field.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        crate::json::parse_bounded(bytes, MAX_RECEIPT_BYTES, "receipt")
+    }
+}
+
 /// Upper bounds, in seconds, of the latency histogram's buckets (the last is +inf).
 pub const LATENCY_BOUNDS_SECONDS: [f64; 14] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,

@@ -1,9 +1,10 @@
 //! MQTT topic names, device ids and the `status` payloads.
 //!
-//! Every device has four topics under `edgewise/v1/devices/{id}/`: `desired`
+//! Every device has five topics under `edgewise/v1/devices/{id}/`: `desired`
 //! (control plane → node, retained signed assignment), `reported` (node → control
-//! plane, retained state), `telemetry` (node → control plane) and `status` (retained
-//! `online`, with `offline` as the last will).
+//! plane, retained state), `telemetry` (node → control plane), `receipts` (control
+//! plane → node: which telemetry windows are stored) and `status` (retained `online`,
+//! with `offline` as the last will).
 
 use std::fmt;
 
@@ -19,7 +20,7 @@ pub const STATUS_OFFLINE: &str = "offline";
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_LEN: usize = 64;
 
-/// The four per-device topics.
+/// The five per-device topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceTopic {
     /// Signed assignments, control plane → node.
@@ -30,15 +31,18 @@ pub enum DeviceTopic {
     Telemetry,
     /// `online` / `offline`, node → control plane.
     Status,
+    /// Telemetry receipts, control plane → node.
+    Receipts,
 }
 
 impl DeviceTopic {
     /// Every topic, in a fixed order.
-    pub const ALL: [DeviceTopic; 4] = [
+    pub const ALL: [DeviceTopic; 5] = [
         DeviceTopic::Desired,
         DeviceTopic::Reported,
         DeviceTopic::Telemetry,
         DeviceTopic::Status,
+        DeviceTopic::Receipts,
     ];
 
     /// The last topic level.
@@ -48,6 +52,7 @@ impl DeviceTopic {
             DeviceTopic::Reported => "reported",
             DeviceTopic::Telemetry => "telemetry",
             DeviceTopic::Status => "status",
+            DeviceTopic::Receipts => "receipts",
         }
     }
 

@@ -46,39 +46,9 @@ fn rollout(plane: &ControlPlane, id: &str) -> Value {
     plane.get(&format!("/api/v1/rollouts/{id}"))
 }
 
-/// Starts a rollout over `stages` with `extra` flags and returns its id.
-fn start_with(
-    plane: &ControlPlane,
-    version: &str,
-    stages: &str,
-    bake: &str,
-    extra: &[&str],
-) -> String {
-    let mut args = vec![
-        "--json", "rollout", "start", "--group", "fleet", "--model", "digits",
-    ];
-    args.extend(["--version", version, "--stages", stages, "--bake", bake]);
-    args.extend(extra);
-    let out = plane.cli(&args);
-    let record: Value = serde_json::from_str(&out).expect("rollout JSON");
-    record["id"].as_str().expect("id").to_string()
-}
-
 /// Starts a 10/50/100 rollout and returns its id.
 fn start(plane: &ControlPlane, version: &str, bake: &str) -> String {
-    start_with(plane, version, "10,50,100", bake, &[])
-}
-
-/// Waits until the rollout leaves `running`; returns it.
-fn finish(plane: &ControlPlane, id: &str) -> Value {
-    wait_for(
-        &format!("rollout {id} to finish"),
-        Duration::from_secs(150),
-        || {
-            let record = rollout(plane, id);
-            (record["state"] != "running").then_some(record)
-        },
-    )
+    plane.start_rollout("fleet", version, "10,50,100", bake, &[])
 }
 
 /// Every device's reported active and previous versions.
@@ -157,7 +127,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
 
     // A good version passes every stage, and every node ends on it.
     let good = start(&plane, "2", "2s");
-    let record = finish(&plane, &good);
+    let record = plane.finish_rollout(&good);
     assert_eq!(record["state"], "completed", "{record:#}");
     wait_all_on(&plane, 2);
     let stages = record["stage_results"].as_array().expect("stages");
@@ -196,7 +166,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
     // A model that learned nothing halts at the first stage; only its canaries ever
     // got it, and they go back.
     let bad = start(&plane, "3", "2s");
-    let record = finish(&plane, &bad);
+    let record = plane.finish_rollout(&bad);
     assert_eq!(record["state"], "rolled_back", "{record:#}");
     assert_eq!(record["stage"], 0);
     let failed: Vec<&str> = record["stage_results"][0]["gates"]
@@ -234,7 +204,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
 
     // A slow version (its self-test passes) is halted by the latency gate.
     let slow = start(&plane, "4", "2s");
-    let record = finish(&plane, &slow);
+    let record = plane.finish_rollout(&slow);
     assert_eq!(record["state"], "rolled_back", "{record:#}");
     let latency = record["stage_results"][0]["gates"]
         .as_array()
@@ -251,8 +221,8 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
 
     // In a shadow stage the bad version runs beside v2 on the canaries and is never
     // served; its disagreement halts it.
-    let shadowed = start_with(&plane, "3", "10,100", "2s", &["--shadow"]);
-    let record = finish(&plane, &shadowed);
+    let shadowed = plane.start_rollout("fleet", "3", "10,100", "2s", &["--shadow"]);
+    let record = plane.finish_rollout(&shadowed);
     assert_eq!(record["state"], "rolled_back", "{record:#}");
     let agreement = record["stage_results"][0]["gates"]
         .as_array()
@@ -283,7 +253,7 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
     plane.kill();
     std::thread::sleep(Duration::from_secs(1));
     plane.restart();
-    let record = finish(&plane, &resumed);
+    let record = plane.finish_rollout(&resumed);
     assert_eq!(record["state"], "completed", "{record:#}");
     assert!(
         record["audit"]
@@ -297,16 +267,6 @@ fn canary_rollouts_complete_halt_and_survive_a_restart() {
     // No telemetry window was lost to the restart (the embedded broker restarted with
     // the control plane): each node's windows are stored once each, with no gap.
     for device in ["sim-000", "sim-010"] {
-        let windows = plane.get(&format!("/api/v1/telemetry/windows?device={device}"));
-        let mut seqs: Vec<u64> = windows
-            .as_array()
-            .expect("windows")
-            .iter()
-            .filter_map(|w| w["window"]["window_seq"].as_u64())
-            .collect();
-        seqs.sort_unstable();
-        let first = seqs.first().copied().unwrap_or(1);
-        let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
-        assert_eq!(seqs, expected, "{device}: each window once, none lost");
+        common::assert_no_window_lost(&plane, device);
     }
 }

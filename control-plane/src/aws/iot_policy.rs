@@ -1,8 +1,9 @@
 //! The AWS IoT Core policies `edgewise fleet sync --aws` installs. A device may connect
 //! only as its own thing, publish only its own `reported`, `telemetry` and `status`, and
-//! subscribe to and receive only its own `desired`; the policy variable
+//! subscribe to and receive only its own `desired` and `receipts`; the policy variable
 //! `${iot:Connection.Thing.ThingName}` makes one document serve every device. The
-//! control plane's thing may publish every `desired` and read every device topic.
+//! control plane's thing may publish every `desired` and `receipts` and read every
+//! device topic.
 
 use edgewise_core::topics::{DEVICE_TOPIC_PREFIX, DeviceTopic};
 use serde_json::{Value, json};
@@ -53,18 +54,25 @@ pub fn device_policy() -> Value {
         .into_iter()
         .map(own_topic)
         .collect();
+    let incoming = [DeviceTopic::Desired, DeviceTopic::Receipts];
+    let filters: Vec<String> = incoming
+        .iter()
+        .map(|topic| {
+            arn(
+                "topicfilter",
+                &format!("{DEVICE_TOPIC_PREFIX}/{THING}/{}", topic.suffix()),
+            )
+        })
+        .collect();
+    let received: Vec<String> = incoming.into_iter().map(own_topic).collect();
     json!({
         "Version": "2012-10-17",
         "Statement": [
             connect_as_own_thing(),
             {"Effect": "Allow", "Action": "iot:Publish", "Resource": published},
             {"Effect": "Allow", "Action": "iot:RetainPublish", "Resource": retained},
-            {
-                "Effect": "Allow",
-                "Action": "iot:Subscribe",
-                "Resource": arn("topicfilter", &format!("{DEVICE_TOPIC_PREFIX}/{THING}/{}", DeviceTopic::Desired.suffix()))
-            },
-            {"Effect": "Allow", "Action": "iot:Receive", "Resource": own_topic(DeviceTopic::Desired)}
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": filters},
+            {"Effect": "Allow", "Action": "iot:Receive", "Resource": received}
         ]
     })
 }
@@ -75,11 +83,16 @@ pub fn control_plane_policy() -> Value {
         "topic",
         &format!("{DEVICE_TOPIC_PREFIX}/*/{}", DeviceTopic::Desired.suffix()),
     );
+    let receipts = arn(
+        "topic",
+        &format!("{DEVICE_TOPIC_PREFIX}/*/{}", DeviceTopic::Receipts.suffix()),
+    );
     json!({
         "Version": "2012-10-17",
         "Statement": [
             connect_as_own_thing(),
             {"Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"], "Resource": desired},
+            {"Effect": "Allow", "Action": "iot:Publish", "Resource": receipts},
             {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": arn("topicfilter", &format!("{DEVICE_TOPIC_PREFIX}/*"))},
             {"Effect": "Allow", "Action": "iot:Receive", "Resource": arn("topic", &format!("{DEVICE_TOPIC_PREFIX}/*"))}
         ]
@@ -157,9 +170,13 @@ mod tests {
             "devices cannot forge assignments"
         );
         assert!(
+            published.iter().all(|topic| !topic.ends_with("/receipts")),
+            "devices cannot forge telemetry receipts"
+        );
+        assert!(
             resources(&policy, "iot:Receive")
                 .iter()
-                .all(|topic| topic.ends_with("/desired"))
+                .all(|topic| topic.ends_with("/desired") || topic.ends_with("/receipts"))
         );
         assert_eq!(
             policy["Statement"][0]["Condition"]["Bool"]["iot:Connection.Thing.IsAttached"],
@@ -168,13 +185,14 @@ mod tests {
     }
 
     #[test]
-    fn the_control_plane_publishes_assignments_and_reads_device_topics() {
+    fn the_control_plane_publishes_assignments_and_receipts_and_reads_device_topics() {
         let policy = control_plane_policy();
         assert_eq!(
             resources(&policy, "iot:Publish"),
-            vec![format!(
-                "arn:aws:iot:*:*:topic/{DEVICE_TOPIC_PREFIX}/*/desired"
-            )]
+            vec![
+                format!("arn:aws:iot:*:*:topic/{DEVICE_TOPIC_PREFIX}/*/desired"),
+                format!("arn:aws:iot:*:*:topic/{DEVICE_TOPIC_PREFIX}/*/receipts"),
+            ]
         );
         assert_eq!(
             resources(&policy, "iot:Subscribe"),

@@ -1,15 +1,21 @@
 //! The node's MQTT connection: `online` with an `offline` last will on its status
-//! topic, its desired topic subscribed, its latest report published retained on every
-//! change and reconnect, and its telemetry outbox drained. A window leaves the outbox
-//! only when the broker acknowledges it (QoS 1 PUBACK); after a reconnect everything
-//! still in the outbox is sent again, and the control plane de-duplicates.
+//! topic, its desired and receipts topics subscribed, its latest report published
+//! retained on every change and reconnect, and its telemetry outbox drained.
+//!
+//! A window leaves the outbox only when the control plane's receipt names it: a
+//! broker's PUBACK says only that the broker took it, and an external broker drops
+//! what arrives while the control plane is not subscribed (after the broker restarts,
+//! say). A window acked by the broker and still without a receipt after
+//! [`RECEIPT_TIMEOUT`] is sent again, and after a reconnect everything still in the
+//! outbox is; the control plane de-duplicates.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edgewise_core::node_config::MqttSettings;
 use edgewise_core::reported::ReportedState;
+use edgewise_core::telemetry::TelemetryReceipt;
 use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
 use rumqttc::{
     AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
@@ -27,6 +33,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Largest MQTT packet in either direction.
 const MAX_PACKET_BYTES: usize = 1024 * 1024;
+
+/// How long a window the broker acked may wait for the control plane's receipt before
+/// it is sent again.
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often windows past [`RECEIPT_TIMEOUT`] are looked for.
+const RESEND_CHECK: Duration = Duration::from_secs(5);
 
 /// A publish waiting for the link task to hand it to rumqttc.
 struct WaitingPublish {
@@ -48,6 +61,8 @@ struct Tracking {
     in_flight: HashMap<u16, u64>,
     /// Windows queued or in flight, so a flush does not send them twice.
     pending: HashSet<u64>,
+    /// Windows the broker acked, waiting for the control plane's receipt: since when.
+    awaiting: HashMap<u64, Instant>,
 }
 
 /// Publishes through the node's connection, tracking outbox windows until acked.
@@ -114,14 +129,64 @@ impl Publisher {
         tracking.queued.clear();
         tracking.in_flight.clear();
         tracking.pending.clear();
+        tracking.awaiting.clear();
     }
 
-    /// Sends every outbox window not already on its way.
+    /// Sends again the windows whose receipt is overdue.
+    fn resend_overdue(&self, store: &NodeStore) {
+        let overdue: HashSet<u64> = {
+            let mut tracking = self.tracking();
+            let overdue: HashSet<u64> = tracking
+                .awaiting
+                .iter()
+                .filter(|(_, since)| since.elapsed() >= RECEIPT_TIMEOUT)
+                .map(|(seq, _)| *seq)
+                .collect();
+            tracking.awaiting.retain(|seq, _| !overdue.contains(seq));
+            overdue
+        };
+        if overdue.is_empty() {
+            return;
+        }
+        metrics::counter!("edgewise_telemetry_windows_resent_total")
+            .increment(overdue.len() as u64);
+        tracing::info!(
+            windows = overdue.len(),
+            "no receipt for telemetry windows; sending them again"
+        );
+        self.send_outbox(store, |seq| overdue.contains(&seq));
+    }
+
+    /// Retires the windows a receipt names.
+    fn retire(&self, store: &NodeStore, payload: &[u8]) {
+        let receipt = match TelemetryReceipt::from_bytes(payload) {
+            Ok(receipt) => receipt,
+            Err(reason) => {
+                metrics::counter!("edgewise_malformed_receipts_total").increment(1);
+                tracing::warn!(%reason, "dropped a malformed telemetry receipt");
+                return;
+            }
+        };
+        for seq in receipt.window_seqs {
+            self.tracking().awaiting.remove(&seq);
+            if let Err(err) = store.remove_from_outbox(seq) {
+                tracing::error!(error = %err, "cannot retire a stored window");
+            }
+        }
+    }
+
+    /// Sends every outbox window not already on its way or waiting for its receipt.
     pub fn flush_outbox(&self, store: &NodeStore) {
+        let awaiting: HashSet<u64> = self.tracking().awaiting.keys().copied().collect();
+        self.send_outbox(store, |seq| !awaiting.contains(&seq));
+    }
+
+    /// Sends the outbox windows `wanted` picks.
+    fn send_outbox(&self, store: &NodeStore, wanted: impl Fn(u64) -> bool) {
         let topic = DeviceTopic::Telemetry.for_device(&self.device_id);
         match store.outbox() {
             Ok(windows) => {
-                for (seq, payload) in windows {
+                for (seq, payload) in windows.into_iter().filter(|(seq, _)| wanted(*seq)) {
                     self.publish(&topic, payload, false, Some(seq));
                 }
             }
@@ -178,7 +243,7 @@ impl Link {
     }
 
     /// Runs until the process ends: hands each desired payload to `desired`, publishes
-    /// each new report from `reports`, and retires outbox windows as they are acked.
+    /// each new report from `reports`, and retires outbox windows as receipts name them.
     pub async fn run(
         mut self,
         store: NodeStore,
@@ -190,6 +255,7 @@ impl Link {
         let desired_topic = DeviceTopic::Desired.for_device(&device_id);
         let reported_topic = DeviceTopic::Reported.for_device(&device_id);
         let status_topic = DeviceTopic::Status.for_device(&device_id);
+        let receipts_topic = DeviceTopic::Receipts.for_device(&device_id);
         let report_publisher = publisher.clone();
         let report_topic = reported_topic.clone();
         let mut report_changes = reports.clone();
@@ -201,10 +267,16 @@ impl Link {
             }
         });
         let mut backoff = Duration::from_millis(500);
+        let mut resend_check = tokio::time::interval(RESEND_CHECK);
         loop {
             let event = tokio::select! {
                 event = self.eventloop.poll() => event,
                 () = publisher.wake.notified() => {
+                    publisher.hand_over();
+                    continue;
+                }
+                _ = resend_check.tick() => {
+                    publisher.resend_overdue(&store);
                     publisher.hand_over();
                     continue;
                 }
@@ -213,11 +285,10 @@ impl Link {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(500);
                     tracing::info!(device = %device_id, "connected to the broker");
-                    if let Err(err) = publisher
-                        .client
-                        .try_subscribe(&desired_topic, QoS::AtLeastOnce)
-                    {
-                        tracing::warn!(error = %err, "cannot queue the subscription");
+                    for topic in [&desired_topic, &receipts_topic] {
+                        if let Err(err) = publisher.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                            tracing::warn!(error = %err, %topic, "cannot queue the subscription");
+                        }
                     }
                     publisher.publish(&status_topic, STATUS_ONLINE.as_bytes().to_vec(), true, None);
                     let report = serde_json::to_vec(&*reports.borrow()).unwrap_or_default();
@@ -232,16 +303,19 @@ impl Link {
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    let acked = publisher.tracking().in_flight.remove(&ack.pkid);
-                    if let Some(seq) = acked {
-                        publisher.tracking().pending.remove(&seq);
-                        if let Err(err) = store.remove_from_outbox(seq) {
-                            tracing::error!(error = %err, "cannot retire an acked window");
-                        }
+                    let mut tracking = publisher.tracking();
+                    if let Some(seq) = tracking.in_flight.remove(&ack.pkid) {
+                        tracking.pending.remove(&seq);
+                        tracking.awaiting.insert(seq, Instant::now());
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == desired_topic => {
                     desired.send_replace(Some(publish.payload.to_vec()));
+                }
+                Ok(Event::Incoming(Packet::Publish(publish)))
+                    if publish.topic == receipts_topic =>
+                {
+                    publisher.retire(&store, &publish.payload);
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     if ack
@@ -249,7 +323,7 @@ impl Link {
                         .iter()
                         .any(|code| matches!(code, SubscribeReasonCode::Failure))
                     {
-                        tracing::error!(topic = %desired_topic, "the broker refused the desired-topic subscription");
+                        tracing::error!(device = %device_id, "the broker refused a subscription (desired or receipts)");
                     }
                 }
                 Ok(_) => {}

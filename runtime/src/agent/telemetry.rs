@@ -1,5 +1,6 @@
 //! Closing telemetry windows on a timer: each closed window goes to the sled outbox
-//! first, then out through the link, which retires it when the broker acks it.
+//! first, then out through the link, which retires it when the control plane's receipt
+//! names it.
 
 use std::time::Duration;
 

@@ -115,8 +115,8 @@ pub fn v1_then_v2_under_load(
 }
 
 /// A device's MQTT credentials cannot reach another device's topics: nothing of
-/// another's desired topic is delivered to it, and what it publishes to another's
-/// reported topic is never delivered. Delivery is what counts: on MQTT 3.1.1 a broker
+/// another's desired or receipts topic is delivered to it, and what it publishes to
+/// another's reported or receipts topic is never delivered. Delivery is what counts: on MQTT 3.1.1 a broker
 /// may grant a subscription (Mosquitto does) or ack a publish it then drops. The
 /// embedded broker (`embedded`) must also refuse the subscription outright, and refuse
 /// a device that borrows another's client id.
@@ -137,6 +137,7 @@ pub fn acl_holds(
     )
     .expect("the control plane's credentials connect");
     assert!(watcher.subscribe(&format!("edgewise/v1/devices/{victim}/reported")));
+    assert!(watcher.subscribe(&format!("edgewise/v1/devices/{victim}/receipts")));
     watcher.collect(Duration::from_millis(500)); // the retained report
 
     let mut device = Mqtt::connect(address, "acl-intruder", intruder, intruder_password)
@@ -145,6 +146,7 @@ pub fn acl_holds(
     for filter in [
         format!("edgewise/v1/devices/{victim}/desired"),
         "edgewise/v1/devices/+/desired".to_string(),
+        format!("edgewise/v1/devices/{victim}/receipts"),
     ] {
         let granted = device.subscribe(&filter);
         assert!(
@@ -165,12 +167,18 @@ pub fn acl_holds(
         b"{\"forged\":true}",
         false,
     );
+    // A forged receipt would make the victim drop telemetry it never delivered.
+    device.publish(
+        &format!("edgewise/v1/devices/{victim}/receipts"),
+        b"{\"forged\":true,\"window_seqs\":[1]}",
+        false,
+    );
     let delivered = watcher.collect(Duration::from_secs(1));
     assert!(
         delivered
             .iter()
             .all(|(_, payload)| !payload.starts_with(b"{\"forged\"")),
-        "a forged report reached {victim}'s topic"
+        "a forged report or receipt reached {victim}'s topics"
     );
 
     if embedded {

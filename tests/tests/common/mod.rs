@@ -382,18 +382,50 @@ impl ControlPlane {
 
     /// Deploys and returns the deployment id.
     pub fn deploy(&self, group: &str, version: &str) -> String {
-        let out = self.cli(&[
-            "--json",
-            "deploy",
-            "--group",
-            group,
-            "--model",
-            "digits",
-            "--version",
-            version,
-        ]);
-        let status: Value = serde_json::from_str(&out).expect("deploy JSON");
+        let output = self.try_deploy(group, version);
+        assert!(
+            output.status.success(),
+            "deploy failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let status: Value = serde_json::from_slice(&output.stdout).expect("deploy JSON");
         status["deployment"]["id"].as_str().expect("id").to_string()
+    }
+
+    /// Tries to deploy digits `version` to `group`; returns the CLI's output.
+    pub fn try_deploy(&self, group: &str, version: &str) -> std::process::Output {
+        let args = ["--json", "deploy", "--group", group, "--model", "digits"];
+        self.cli_output(&[&args[..], &["--version", version]].concat())
+    }
+
+    /// Starts a rollout of digits `version` to `group` over `stages` (e.g. `10,50,100`)
+    /// with `extra` flags; returns its id.
+    pub fn start_rollout(
+        &self,
+        group: &str,
+        version: &str,
+        stages: &str,
+        bake: &str,
+        extra: &[&str],
+    ) -> String {
+        let mut args = vec!["--json", "rollout", "start", "--group", group];
+        args.extend(["--model", "digits", "--version", version]);
+        args.extend(["--stages", stages, "--bake", bake]);
+        args.extend(extra);
+        let record: Value = serde_json::from_str(&self.cli(&args)).expect("rollout JSON");
+        record["id"].as_str().expect("rollout id").to_string()
+    }
+
+    /// Waits until rollout `id` leaves `running`; returns it.
+    pub fn finish_rollout(&self, id: &str) -> Value {
+        wait_for(
+            &format!("rollout {id} to finish"),
+            Duration::from_secs(150),
+            || {
+                let record = self.get(&format!("/api/v1/rollouts/{id}"));
+                (record["state"] != "running").then_some(record)
+            },
+        )
     }
 
     /// Waits until training job `id` ends; returns it.
@@ -596,4 +628,29 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 /// A device's reported state from the control plane.
 pub fn reported(plane: &ControlPlane, device: &str) -> Value {
     plane.get(&format!("/api/v1/devices/{device}"))["reported"].clone()
+}
+
+/// Waits until `device`'s stored telemetry windows are each stored once with no gap
+/// in their sequence numbers (a window may take a node's receipt timeout to be sent
+/// again); fails showing the gap if that does not happen within 90 s.
+pub fn assert_no_window_lost(plane: &ControlPlane, device: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let windows = plane.get(&format!("/api/v1/telemetry/windows?device={device}"));
+        let mut seqs: Vec<u64> = windows
+            .as_array()
+            .expect("windows")
+            .iter()
+            .filter_map(|w| w["window"]["window_seq"].as_u64())
+            .collect();
+        seqs.sort_unstable();
+        let first = seqs.first().copied().unwrap_or(1);
+        let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
+        if (!seqs.is_empty() && seqs == expected) || Instant::now() > deadline {
+            assert!(!seqs.is_empty(), "{device} stored no window");
+            assert_eq!(seqs, expected, "{device}: each window once, none lost");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
