@@ -488,6 +488,8 @@ class Soak:
                 "first_mib": points[0][1], "last_mib": points[-1][1], "max_mib": max(v for _, v in points),
                 "slope_mib_per_hour": slope(later),
                 "slope_samples": len(later),
+                # A cache that fills and then stays full shows here as a flat end.
+                "slope_second_half_mib_per_hour": slope(later[len(later) // 2:]),
             }
 
         problems = []
@@ -556,14 +558,16 @@ def print_summary(result, path):
         print(f"  rollout {r['id']} v{r['from']} -> v{r['to']}: {r['state']} "
               f"(started {r['started_t_s']} s, settled {r.get('settled_t_s', '-')} s)"
               + (f": {r['reason']}" if r.get("reason") else ""))
-    print("  RSS MiB (first / last / max, growth MiB/h after the first 2 min):")
+    print("  RSS MiB (first / last / max, growth MiB/h after the first 2 min; over the second half):")
     for name, m in result["memory"].items():
         if m is None:
             print(f"    {name}: no samples")
             continue
         growth = "-" if m["slope_mib_per_hour"] is None else f"{m['slope_mib_per_hour']:+.1f}"
+        late = m["slope_second_half_mib_per_hour"]
+        late = "-" if late is None else f"{late:+.1f}"
         print(f"    {name}: {m['first_mib']:.1f} / {m['last_mib']:.1f} / {m['max_mib']:.1f}, "
-              f"{growth} MiB/h ({m['slope_samples']} samples)")
+              f"{growth} MiB/h ({m['slope_samples']} samples); {late} MiB/h")
     t = result["telemetry"]
     print(f"  telemetry windows: produced {t['produced']}, stored {t['stored']}, lost {t['lost']}, "
           f"duplicates dropped {t['duplicates_dropped'] or 0:.0f}, drained {t['drained']}")

@@ -6,7 +6,8 @@
 # each node, the client's errors, and telemetry windows produced by the nodes against
 # those the control plane stored. At the end it prints a summary and writes soak.json
 # to the run folder: requests, errors, the rollouts' final states, RSS first/last/max and
-# growth (MiB/h, least squares over the samples after the first 2 minutes) per process,
+# growth (MiB/h, least squares over the samples after the first 2 minutes, and over the
+# second half of those, where a filled cache shows flat) per process,
 # and telemetry produced/stored/lost. bench/soak.py drives the load and the sampling.
 #
 #   bench/soak.sh [BIN]                          # BIN: folder with the binaries
@@ -23,6 +24,7 @@
 #   SOAK_RATE     requests per second, all nodes together (default 200)
 #   SOAK_SAMPLE   seconds between samples (default 30)
 #   SOAK_WINDOW   the nodes' telemetry window in seconds (default 10)
+#   SOAK_STORE_CACHE_MIB  the control plane's --store-cache-mib (default: its own, 64)
 #   SOAK_STAGES   rollout stages, cumulative percent (default 30,100: one canary, then all)
 #   SOAK_BAKE     bake per stage (default SOAK_MINUTES * 3 s, 10 s to 120 s)
 #   SOAK_WORK     work folder (default ${CARGO_TARGET_DIR:-target}/bench/soak); the key and
@@ -36,6 +38,10 @@ nodes=${SOAK_NODES:-3}
 rate=${SOAK_RATE:-200}
 sample=${SOAK_SAMPLE:-30}
 window=${SOAK_WINDOW:-10}
+cache_flags=()
+if [[ -n "${SOAK_STORE_CACHE_MIB:-}" ]]; then
+  cache_flags=(--store-cache-mib "$SOAK_STORE_CACHE_MIB")
+fi
 stages=${SOAK_STAGES:-30,100}
 bake=${SOAK_BAKE:-$(python3 -c "print(f'{min(120, max(10, round($minutes * 3)))}s')")}
 work=${SOAK_WORK:-${CARGO_TARGET_DIR:-target}/bench/soak}
@@ -99,7 +105,7 @@ trap 'exit 143' TERM
 
 "$bin/edgewise" serve --data-dir "$run/control-plane" --trust "$work/release.pub" \
   --http "127.0.0.1:$http_port" --mqtt-listen "127.0.0.1:$mqtt_port" --quic "127.0.0.1:$quic_port" \
-  >"$run/control-plane.out" 2>"$run/control-plane.log" &
+  "${cache_flags[@]}" >"$run/control-plane.out" 2>"$run/control-plane.log" &
 cp_pid=$!
 pids+=("$cp_pid")
 for _ in $(seq 1 600); do

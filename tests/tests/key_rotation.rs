@@ -146,15 +146,7 @@ fn keys_rotate_by_signed_documents_and_no_valid_update_is_refused() {
         !refused.status.success(),
         "a retired key's bundle is refused"
     );
-    let redeploy = plane.cli_output(&[
-        "deploy",
-        "--group",
-        "field",
-        "--model",
-        "digits",
-        "--version",
-        "1",
-    ]);
+    let redeploy = plane.try_deploy("field", "1");
     assert!(!redeploy.status.success());
     let error = String::from_utf8_lossy(&redeploy.stderr);
     assert!(error.contains("retired"), "{error}");

@@ -265,25 +265,7 @@ fn alerts_metrics_status_and_dashboard_show_a_troubled_fleet() {
     }
 
     // A slow v2 halts at its first stage and waits for an operator.
-    let started = plane.cli(&[
-        "--json",
-        "rollout",
-        "start",
-        "--group",
-        "fleet",
-        "--model",
-        "digits",
-        "--version",
-        "2",
-        "--stages",
-        "20,100",
-        "--bake",
-        "2s",
-        "--on-failure",
-        "pause",
-    ]);
-    let rollout: Value = serde_json::from_str(&started).expect("rollout JSON");
-    let rollout_id = rollout["id"].as_str().expect("rollout id").to_string();
+    let rollout_id = plane.start_rollout("fleet", "2", "20,100", "2s", &["--on-failure", "pause"]);
 
     let halted = receiver.wait("EdgewiseRolloutHalted", "firing", ("rollout", &rollout_id));
     assert_eq!(halted["version"], "4");

@@ -299,15 +299,7 @@ fn devices_prove_who_they_are_get_only_their_bundle_and_can_be_revoked() {
     let device = plane.get("/api/v1/devices/edge-1");
     assert!(device["revoked_at"].is_string(), "{device}");
     let seq_before = device["desired_seq"].clone();
-    let refused = plane.cli_output(&[
-        "deploy",
-        "--group",
-        "field",
-        "--model",
-        "digits",
-        "--version",
-        "2",
-    ]);
+    let refused = plane.try_deploy("field", "2");
     assert!(
         !refused.status.success(),
         "the group's only device is revoked"
