@@ -21,6 +21,7 @@ pub mod error;
 pub mod fleet;
 pub mod jobs;
 pub mod keyring;
+pub mod memory;
 pub mod monitor;
 pub mod mqtt_link;
 pub mod pki;

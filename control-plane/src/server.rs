@@ -166,6 +166,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    crate::memory::start_trimming();
     let advertise = options
         .advertise_host
         .clone()
