@@ -37,6 +37,19 @@ fn plane_on_mosquitto() -> Option<(PathBuf, TempDir, u16, ControlPlane)> {
     Some((binary, dir, port, plane))
 }
 
+/// `edgewise broker mosquitto --out DIR/mosquitto`: the password and ACL files for the
+/// devices registered so far; returns the folder.
+fn write_broker_files(plane: &ControlPlane, dir: &Path) -> PathBuf {
+    let folder = dir.join("mosquitto");
+    plane.cli(&[
+        "broker",
+        "mosquitto",
+        "--out",
+        folder.to_str().expect("utf-8"),
+    ]);
+    folder
+}
+
 #[test]
 fn the_fleet_flow_passes_on_mosquitto() {
     let Some((binary, dir, port, plane)) = plane_on_mosquitto() else {
@@ -46,13 +59,7 @@ fn the_fleet_flow_passes_on_mosquitto() {
         .iter()
         .map(|(name, group)| plane.add_device(name, group, dir.path()))
         .collect();
-    let broker_files = dir.path().join("mosquitto");
-    plane.cli(&[
-        "broker",
-        "mosquitto",
-        "--out",
-        broker_files.to_str().expect("utf-8"),
-    ]);
+    let broker_files = write_broker_files(&plane, dir.path());
     let _broker = start_mosquitto(&binary, &broker_files, port);
 
     let nodes = start_nodes(&plane, &configs);
@@ -86,13 +93,7 @@ fn a_rollout_rides_out_a_mosquitto_restart_and_loses_no_window() {
         &data_file("digits.csv.gz"),
         &["--rate", "30"],
     );
-    let broker_files = dir.path().join("mosquitto");
-    plane.cli(&[
-        "broker",
-        "mosquitto",
-        "--out",
-        broker_files.to_str().expect("utf-8"),
-    ]);
+    let broker_files = write_broker_files(&plane, dir.path());
     let mut broker = start_mosquitto(&binary, &broker_files, port);
     wait_online(&plane, 3);
     plane.deploy_and_wait("fleet", "digits", "1");
