@@ -177,16 +177,8 @@ impl Assignment {
 impl SignedAssignment {
     /// Parses an envelope from MQTT payload bytes, refusing anything over [`MAX_ASSIGNMENT_BYTES`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, AssignmentError> {
-        if bytes.len() > MAX_ASSIGNMENT_BYTES {
-            return Err(AssignmentError::Malformed(format!(
-                "envelope is {} bytes, the limit is {MAX_ASSIGNMENT_BYTES}",
-                bytes.len()
-            )));
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            AssignmentError::Malformed(format!("envelope at `{}`: {}", e.path(), e.inner()))
-        })
+        crate::json::parse_bounded(bytes, MAX_ASSIGNMENT_BYTES, "envelope")
+            .map_err(AssignmentError::Malformed)
     }
 
     /// The envelope as JSON bytes, ready to publish.

@@ -25,6 +25,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::json::parse_bounded;
 use crate::keys::{DetachedSignature, PublicKey, PublicKeyDocument, SecretKey, TrustStore};
 
 /// Largest accepted rotation document, in bytes of its JSON.
@@ -195,16 +196,7 @@ impl KeyRotation {
 impl SignedKeyRotation {
     /// Parses a document from JSON bytes, refusing anything over [`MAX_ROTATION_BYTES`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, RotationError> {
-        if bytes.len() > MAX_ROTATION_BYTES {
-            return Err(RotationError::Malformed(format!(
-                "document is {} bytes, the limit is {MAX_ROTATION_BYTES}",
-                bytes.len()
-            )));
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            RotationError::Malformed(format!("document at `{}`: {}", e.path(), e.inner()))
-        })
+        parse_bounded(bytes, MAX_ROTATION_BYTES, "document").map_err(RotationError::Malformed)
     }
 
     /// The document as pretty JSON, for a file.
@@ -217,16 +209,8 @@ impl SignedKeyRotation {
         let bytes = BASE64.decode(&self.payload).map_err(|e| {
             RotationError::Malformed(format!("field `payload` is not valid base64: {e}"))
         })?;
-        if bytes.len() > MAX_ROTATION_BYTES {
-            return Err(RotationError::Malformed(format!(
-                "field `payload` holds {} bytes, the limit is {MAX_ROTATION_BYTES}",
-                bytes.len()
-            )));
-        }
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        let rotation = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            RotationError::Malformed(format!("payload at `{}`: {}", e.path(), e.inner()))
-        })?;
+        let rotation = parse_bounded(&bytes, MAX_ROTATION_BYTES, "payload")
+            .map_err(RotationError::Malformed)?;
         Ok((bytes, rotation))
     }
 
