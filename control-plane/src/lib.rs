@@ -32,6 +32,7 @@ pub mod rollout;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod telemetry_fold;
 pub mod telemetry_store;
 pub mod telemetry_views;
 pub mod transfer;

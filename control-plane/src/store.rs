@@ -251,12 +251,28 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
-        decode_all(self.tree.scan_prefix(prefix))
+        self.iter_prefix(prefix).collect()
     }
 
     /// Every record whose key sorts at or after `start`, in key order.
     pub fn scan_from(&self, start: &str) -> Result<Vec<(String, T)>, StoreError> {
-        decode_all(self.tree.range(start.as_bytes()..))
+        self.iter_from(start).collect()
+    }
+
+    /// Like [`Table::scan`], decoding one record at a time as the iterator advances.
+    pub fn iter_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + use<T> {
+        self.tree.scan_prefix(prefix).map(decode_entry)
+    }
+
+    /// Like [`Table::scan_from`], decoding one record at a time as the iterator advances.
+    pub fn iter_from(
+        &self,
+        start: &str,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + use<T> {
+        self.tree.range(start.as_bytes()..).map(decode_entry)
     }
 
     /// The greatest key, if the table holds any record.
@@ -286,16 +302,14 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     }
 }
 
-/// Decodes every entry of a sled iterator.
-fn decode_all<T: DeserializeOwned>(entries: sled::Iter) -> Result<Vec<(String, T)>, StoreError> {
-    entries
-        .map(|entry| {
-            let (key, bytes) = entry?;
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let value = decode(&key, &bytes)?;
-            Ok((key, value))
-        })
-        .collect()
+/// Decodes one entry of a sled iterator.
+fn decode_entry<T: DeserializeOwned>(
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<(String, T), StoreError> {
+    let (key, bytes) = entry?;
+    let key = String::from_utf8_lossy(&key).into_owned();
+    let value = decode(&key, &bytes)?;
+    Ok((key, value))
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {

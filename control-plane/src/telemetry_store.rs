@@ -2,17 +2,18 @@
 //! `(device, window_seq)`, stored in sled with retention, and summed per device,
 //! version and group on request. Captured examples are kept beside them.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use edgewise_core::capture::CaptureRecord;
-use edgewise_core::drift::psi;
-use edgewise_core::telemetry::{LATENCY_BOUNDS_SECONDS, TelemetryWindow};
+use edgewise_core::profile::DataProfile;
+use edgewise_core::telemetry::TelemetryWindow;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::Result;
 use crate::store::{Store, Table, version_key};
+use crate::telemetry_fold::WindowSums;
 
 /// PSI above which a feature counts as drifted (the usual "significant shift" line).
 pub const DRIFT_PSI_THRESHOLD: f64 = 0.2;
@@ -181,46 +182,58 @@ impl TelemetryStore {
         self.by_time
             .put(&format!("{:010}/{key}", stored.received_at), &key)?;
         self.windows.put(&key, &stored)?;
-        // Durable at once: the device has already dropped it from its outbox.
-        self.store.flush()?;
+        // Not flushed here: the receipts task flushes each batch before it tells the
+        // devices, and a device keeps every window until then.
         Ok(true)
     }
 
     /// Windows matching `query`, oldest key first.
     pub fn windows(&self, query: &TelemetryQuery) -> Result<Vec<StoredWindow>> {
-        let prefix = query
-            .device
-            .as_ref()
-            .map_or_else(String::new, |device| format!("{device}/"));
+        let mut found = Vec::new();
+        self.for_each_window(query, |stored| found.push(stored))?;
+        Ok(found)
+    }
+
+    /// Calls `visit` with each window matching `query`, decoding one at a time: oldest
+    /// first for a time range over every device (read through the time index, so only
+    /// the windows it needs), else in key order.
+    pub fn for_each_window(
+        &self,
+        query: &TelemetryQuery,
+        mut visit: impl FnMut(StoredWindow),
+    ) -> Result<()> {
         let since = query
             .since_seconds
             .map(|seconds| now_seconds().saturating_sub(seconds));
-        // A time range without a device reads only the windows it needs.
-        let candidates: Vec<StoredWindow> = match (since, &query.device) {
-            (Some(since), None) => {
-                let mut found = Vec::new();
-                for (_, key) in self.by_time.scan_from(&format!("{since:010}/"))? {
-                    found.extend(self.windows.get(&key)?);
-                }
-                found
+        let mut offer = |stored: StoredWindow| {
+            let w = &stored.window;
+            if query.group.as_ref().is_none_or(|g| &stored.group == g)
+                && query.model.as_ref().is_none_or(|m| &w.model == m)
+                && query.version.is_none_or(|v| w.version == v)
+                && since.is_none_or(|since| stored.received_at >= since)
+            {
+                visit(stored);
             }
-            _ => self
-                .windows
-                .scan(&prefix)?
-                .into_iter()
-                .map(|(_, stored)| stored)
-                .collect(),
         };
-        Ok(candidates
-            .into_iter()
-            .filter(|stored| {
-                let w = &stored.window;
-                query.group.as_ref().is_none_or(|g| &stored.group == g)
-                    && query.model.as_ref().is_none_or(|m| &w.model == m)
-                    && query.version.is_none_or(|v| w.version == v)
-                    && since.is_none_or(|since| stored.received_at >= since)
-            })
-            .collect())
+        match (since, &query.device) {
+            (Some(since), None) => {
+                for entry in self.by_time.iter_from(&format!("{since:010}/")) {
+                    let (_, key) = entry?;
+                    if let Some(stored) = self.windows.get(&key)? {
+                        offer(stored);
+                    }
+                }
+            }
+            (_, device) => {
+                let prefix = device
+                    .as_ref()
+                    .map_or_else(String::new, |device| format!("{device}/"));
+                for entry in self.windows.iter_prefix(&prefix) {
+                    offer(entry?.1);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Captured examples of `model`, optionally of one version.
@@ -247,51 +260,43 @@ impl TelemetryStore {
             .collect())
     }
 
-    /// Sums the windows matching `query`, with drift against the version's profile.
+    /// Sums the windows matching `query`, with drift against the version's profile
+    /// when they are all of one version.
     pub fn summary(&self, query: &TelemetryQuery) -> Result<TelemetrySummary> {
-        let windows = self.windows(query)?;
-        let mut summary = summarize(windows.iter().map(|stored| &stored.window));
-        let versions: std::collections::BTreeSet<(String, u64)> = windows
-            .iter()
-            .map(|s| (s.window.model.clone(), s.window.version))
-            .collect();
-        if let [(model, version)] = versions.into_iter().collect::<Vec<_>>().as_slice() {
-            self.add_drift(
-                &mut summary,
-                model,
-                *version,
-                windows.iter().map(|s| &s.window),
-            )?;
-        }
-        Ok(summary)
+        let mut sums = WindowSums::default();
+        let mut versions: BTreeSet<(String, u64)> = BTreeSet::new();
+        self.for_each_window(query, |stored| {
+            sums.add(&stored.window);
+            let version = (stored.window.model, stored.window.version);
+            if versions.len() < 2 {
+                versions.insert(version);
+            }
+        })?;
+        let single = match versions.into_iter().collect::<Vec<_>>().as_slice() {
+            [(model, version)] => self.profile(model, *version)?,
+            _ => None,
+        };
+        Ok(match single {
+            Some(profile) => sums.summary_with_drift(&profile),
+            None => sums.summary(),
+        })
     }
 
-    /// Fills in `summary`'s per-feature drift from `windows`, all of `model` `version`,
-    /// against that version's reference profile.
-    pub(crate) fn add_drift<'a>(
-        &self,
-        summary: &mut TelemetrySummary,
-        model: &str,
-        version: u64,
-        windows: impl Iterator<Item = &'a TelemetryWindow>,
-    ) -> Result<()> {
-        if let Some(record) = self.store.versions.get(&version_key(model, version))? {
-            summary.features = feature_drift(windows, &record.manifest.profile);
-            summary.drifted_features = summary
-                .features
-                .iter()
-                .filter(|f| f.drifted)
-                .map(|f| f.name.clone())
-                .collect();
-        }
-        Ok(())
+    /// The reference profile of `model` `version`, if it is registered.
+    pub(crate) fn profile(&self, model: &str, version: u64) -> Result<Option<DataProfile>> {
+        Ok(self
+            .store
+            .versions
+            .get(&version_key(model, version))?
+            .map(|record| record.manifest.profile))
     }
 
     /// Deletes windows and captures older than `retention`; returns how many windows went.
     pub fn expire(&self, retention: Duration) -> Result<usize> {
         let cutoff = now_seconds().saturating_sub(retention.as_secs());
         let mut removed = 0;
-        for (index_key, key) in self.by_time.scan("")? {
+        for entry in self.by_time.iter_prefix("") {
+            let (index_key, key) = entry?;
             if index_key >= format!("{cutoff:010}/") {
                 break;
             }
@@ -302,7 +307,8 @@ impl TelemetryStore {
         let cutoff_text =
             humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(cutoff))
                 .to_string();
-        for (key, capture) in self.captures.scan("")? {
+        for entry in self.captures.iter_prefix("") {
+            let (key, capture) = entry?;
             if capture.captured_at < cutoff_text {
                 self.captures.remove(&key)?;
                 if let (Some(id), Some(device)) = (&capture.id, key.split('/').nth(1)) {
@@ -313,110 +319,4 @@ impl TelemetryStore {
         }
         Ok(removed)
     }
-}
-
-/// Sums windows (no drift).
-pub fn summarize<'a>(windows: impl Iterator<Item = &'a TelemetryWindow>) -> TelemetrySummary {
-    let mut summary = TelemetrySummary::default();
-    let mut buckets = vec![0u64; LATENCY_BOUNDS_SECONDS.len() + 1];
-    let mut devices = std::collections::BTreeSet::new();
-    for window in windows {
-        summary.windows += 1;
-        devices.insert(window.device_id.clone());
-        summary.requests += window.requests;
-        summary.errors += window.errors;
-        summary.examples += window.examples;
-        summary.labelled += window.labelled;
-        summary.correct += window.correct;
-        for (total, count) in buckets.iter_mut().zip(&window.latency_buckets) {
-            *total += count;
-        }
-        if summary.class_counts.len() < window.class_counts.len() {
-            summary.class_counts.resize(window.class_counts.len(), 0);
-        }
-        for (total, count) in summary.class_counts.iter_mut().zip(&window.class_counts) {
-            *total += count;
-        }
-        if let Some(shadow) = &window.shadow {
-            summary.shadow_compared += shadow.compared;
-            summary.shadow_agreed += shadow.agreed;
-        }
-    }
-    summary.devices = devices.len() as u64;
-    summary.error_rate =
-        (summary.requests > 0).then(|| summary.errors as f64 / summary.requests as f64);
-    summary.accuracy =
-        (summary.labelled > 0).then(|| summary.correct as f64 / summary.labelled as f64);
-    summary.latency_p50 = bucket_quantile(&buckets, 0.5);
-    summary.latency_p99 = bucket_quantile(&buckets, 0.99);
-    summary
-}
-
-/// The upper bound of the bucket holding quantile `q` (the last bound for the overflow).
-fn bucket_quantile(buckets: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = buckets.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (index, count) in buckets.iter().enumerate() {
-        seen += count;
-        if seen >= rank {
-            return Some(*LATENCY_BOUNDS_SECONDS.get(index).unwrap_or(&f64::INFINITY));
-        }
-    }
-    None
-}
-
-/// Per-feature drift over windows of one version, against its reference profile.
-pub fn feature_drift<'a>(
-    windows: impl Iterator<Item = &'a TelemetryWindow>,
-    profile: &edgewise_core::profile::DataProfile,
-) -> Vec<FeatureDrift> {
-    let mut pooled: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-    let mut ks: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-    for window in windows {
-        for (index, feature) in window.features.iter().enumerate() {
-            let counts = pooled
-                .entry(index)
-                .or_insert_with(|| vec![0; feature.counts.len()]);
-            for (total, count) in counts.iter_mut().zip(&feature.counts) {
-                *total += count;
-            }
-            if let (Some(statistic), Some(pvalue)) = (feature.ks_statistic, feature.ks_pvalue) {
-                ks.entry(index).or_default().push((statistic, pvalue));
-            }
-        }
-    }
-    profile
-        .features
-        .iter()
-        .enumerate()
-        .map(|(index, reference)| {
-            let counts = pooled.get(&index).filter(|c| c.iter().any(|&n| n > 0));
-            let psi = counts.and_then(|counts| {
-                let live: Vec<f64> = counts.iter().map(|&n| n as f64).collect();
-                psi(&reference.reference_frequencies, &live).ok()
-            });
-            let tests = ks.get(&index).filter(|t| !t.is_empty());
-            let ks_drifted_share = tests.map(|t| {
-                t.iter().filter(|(_, p)| *p < DRIFT_KS_PVALUE).count() as f64 / t.len() as f64
-            });
-            let ks_statistic = tests.map(|t| {
-                let mut statistics: Vec<f64> = t.iter().map(|(d, _)| *d).collect();
-                statistics.sort_by(f64::total_cmp);
-                statistics[statistics.len() / 2]
-            });
-            let drifted = psi.is_some_and(|p| p > DRIFT_PSI_THRESHOLD)
-                || ks_drifted_share.is_some_and(|share| share >= DRIFT_KS_WINDOW_SHARE);
-            FeatureDrift {
-                name: reference.name.clone(),
-                psi,
-                ks_drifted_share,
-                ks_statistic,
-                drifted,
-            }
-        })
-        .collect()
 }

@@ -7,10 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{Error, Result};
-use crate::store::version_key;
-use crate::telemetry_store::{
-    StoredWindow, TelemetryQuery, TelemetryStore, TelemetrySummary, feature_drift, summarize,
-};
+use crate::telemetry_fold::WindowSums;
+use crate::telemetry_store::{TelemetryQuery, TelemetryStore, TelemetrySummary};
 
 /// Most buckets one series request may ask for.
 const MAX_POINTS: u64 = 2_000;
@@ -98,34 +96,32 @@ impl TelemetryStore {
                  `since_seconds`, got step {step} over {since}"
             )));
         }
-        let windows = self.windows(&TelemetryQuery {
-            model: Some(query.model.clone()),
-            version: query.version,
-            group: query.group.clone(),
-            since_seconds: Some(since),
-            device: None,
-        })?;
         let profile = match query.version {
-            Some(version) => self
-                .store
-                .versions
-                .get(&version_key(&query.model, version))?
-                .map(|record| record.manifest.profile),
+            Some(version) => self.profile(&query.model, version)?,
             None => None,
         };
-        let mut buckets: BTreeMap<u64, Vec<&StoredWindow>> = BTreeMap::new();
-        for stored in &windows {
-            buckets
-                .entry(stored.received_at / step * step)
-                .or_default()
-                .push(stored);
-        }
+        let mut buckets: BTreeMap<u64, WindowSums> = BTreeMap::new();
+        self.for_each_window(
+            &TelemetryQuery {
+                model: Some(query.model.clone()),
+                version: query.version,
+                group: query.group.clone(),
+                since_seconds: Some(since),
+                device: None,
+            },
+            |stored| {
+                buckets
+                    .entry(stored.received_at / step * step)
+                    .or_default()
+                    .add(&stored.window);
+            },
+        )?;
         let points = buckets
             .into_iter()
-            .map(|(at, bucket)| {
-                let summary = summarize(bucket.iter().map(|s| &s.window));
+            .map(|(at, sums)| {
+                let summary = sums.summary();
                 let features = profile.as_ref().map_or_else(Vec::new, |profile| {
-                    feature_drift(bucket.iter().map(|s| &s.window), profile)
+                    sums.drift(profile)
                         .into_iter()
                         .map(|drift| FeaturePoint {
                             name: drift.name,
@@ -156,32 +152,30 @@ impl TelemetryStore {
     /// Each model version's telemetry of the last `seconds`: once over the fleet and
     /// once per group, with drift against the version's profile.
     pub fn recent_health(&self, seconds: u64) -> Result<Vec<VersionHealth>> {
-        let windows = self.windows(&TelemetryQuery {
-            since_seconds: Some(seconds),
-            ..TelemetryQuery::default()
-        })?;
-        let mut by_scope: BTreeMap<(String, u64, Option<String>), Vec<&StoredWindow>> =
-            BTreeMap::new();
-        for stored in &windows {
-            let (model, version) = (stored.window.model.clone(), stored.window.version);
-            by_scope
-                .entry((model.clone(), version, None))
-                .or_default()
-                .push(stored);
-            by_scope
-                .entry((model, version, Some(stored.group.clone())))
-                .or_default()
-                .push(stored);
-        }
+        let mut by_scope: BTreeMap<(String, u64, Option<String>), WindowSums> = BTreeMap::new();
+        self.for_each_window(
+            &TelemetryQuery {
+                since_seconds: Some(seconds),
+                ..TelemetryQuery::default()
+            },
+            |stored| {
+                let (model, version) = (stored.window.model.clone(), stored.window.version);
+                by_scope
+                    .entry((model.clone(), version, None))
+                    .or_default()
+                    .add(&stored.window);
+                by_scope
+                    .entry((model, version, Some(stored.group)))
+                    .or_default()
+                    .add(&stored.window);
+            },
+        )?;
         let mut health = Vec::with_capacity(by_scope.len());
-        for ((model, version, group), scope) in by_scope {
-            let mut summary = summarize(scope.iter().map(|s| &s.window));
-            self.add_drift(
-                &mut summary,
-                &model,
-                version,
-                scope.iter().map(|s| &s.window),
-            )?;
+        for ((model, version, group), sums) in by_scope {
+            let summary = match self.profile(&model, version)? {
+                Some(profile) => sums.summary_with_drift(&profile),
+                None => sums.summary(),
+            };
             health.push(VersionHealth {
                 model,
                 version,

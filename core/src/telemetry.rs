@@ -131,7 +131,7 @@ impl TelemetryWindow {
 
 /// A bounded uniform sample (reservoir sampling, Algorithm R) with a seeded generator.
 #[derive(Debug, Clone)]
-struct Reservoir {
+pub struct Reservoir {
     values: Vec<f64>,
     seen: u64,
     capacity: usize,
@@ -139,7 +139,8 @@ struct Reservoir {
 }
 
 impl Reservoir {
-    fn new(capacity: usize, seed: u64) -> Self {
+    /// An empty sample of at most `capacity` values; `seed` fixes which are kept.
+    pub fn new(capacity: usize, seed: u64) -> Self {
         Reservoir {
             values: Vec::new(),
             seen: 0,
@@ -148,7 +149,8 @@ impl Reservoir {
         }
     }
 
-    fn push(&mut self, value: f64) {
+    /// Offers `value`: kept at once while there is room, else in place of a random one.
+    pub fn push(&mut self, value: f64) {
         self.seen += 1;
         if self.values.len() < self.capacity {
             self.values.push(value);
@@ -162,6 +164,11 @@ impl Reservoir {
         if let Some(kept) = self.values.get_mut(slot as usize) {
             *kept = value;
         }
+    }
+
+    /// The values kept.
+    pub fn values(&self) -> &[f64] {
+        &self.values
     }
 }
 

@@ -15,6 +15,7 @@ use super::{RolloutRecord, RolloutState, StageRecord, now_rfc3339, now_seconds};
 use crate::deploy::Deployer;
 use crate::error::{Error, Result};
 use crate::store::{DeviceRecord, GroupTarget, version_key};
+use crate::telemetry_fold::WindowSums;
 use crate::telemetry_store::{TelemetryQuery, TelemetryStore};
 
 /// How much of the old version's most recent telemetry serves as the baseline when no
@@ -269,56 +270,61 @@ fn judge(
     updates: UpdateOutcome,
 ) -> Result<Vec<gates::GateResult>> {
     let now = now_seconds();
-    let group_windows = telemetry.windows(&TelemetryQuery {
+    let group_since = rollout.started_at.saturating_sub(BASELINE_LOOKBACK_SECONDS);
+    let group_query = |since: u64| TelemetryQuery {
         group: Some(rollout.group.clone()),
         model: Some(rollout.model.clone()),
-        since_seconds: Some(now.saturating_sub(rollout.started_at) + BASELINE_LOOKBACK_SECONDS),
+        since_seconds: Some(now.saturating_sub(since)),
         ..TelemetryQuery::default()
-    })?;
+    };
     // Judge only what happened after the stage settled.
     let since = rollout.settled_at.unwrap_or(rollout.stage_started_at);
     let shadow = stage_mode(rollout) == AssignmentMode::Shadow;
-    let canary: Vec<_> = group_windows
-        .iter()
-        .filter(|s| rollout.moved.contains_key(&s.window.device_id) && s.received_at >= since)
-        .filter(|s| {
-            if shadow {
-                s.window
-                    .shadow
-                    .as_ref()
-                    .is_some_and(|w| w.version == rollout.version)
-            } else {
-                s.window.version == rollout.version
+    let mut canary = WindowSums::default();
+    let mut same_period = WindowSums::default();
+    let mut last_before_stage = None;
+    telemetry.for_each_window(&group_query(group_since), |stored| {
+        let window = &stored.window;
+        let on_candidate = if shadow {
+            window
+                .shadow
+                .as_ref()
+                .is_some_and(|w| w.version == rollout.version)
+        } else {
+            window.version == rollout.version
+        };
+        if on_candidate
+            && stored.received_at >= since
+            && rollout.moved.contains_key(&window.device_id)
+        {
+            canary.add(window);
+        }
+        if window.version == rollout.baseline_version {
+            if stored.received_at >= since {
+                same_period.add(window);
             }
-        })
-        .map(|s| &s.window)
-        .collect();
+            if stored.received_at < rollout.stage_started_at {
+                last_before_stage = last_before_stage.max(Some(stored.received_at));
+            }
+        }
+    })?;
     // The baseline is what the old version did over the same period, so both sides
     // saw the same load; only when that is too thin does it reach further back.
-    let old: Vec<_> = group_windows
-        .iter()
-        .filter(|s| s.window.version == rollout.baseline_version)
-        .collect();
-    let same_period: Vec<_> = old
-        .iter()
-        .filter(|s| s.received_at >= since)
-        .map(|s| &s.window)
-        .collect();
-    let same_period_requests: u64 = same_period.iter().map(|w| w.requests).sum();
-    let baseline = if same_period_requests >= rollout.gates.min_requests {
+    let baseline = if same_period.summary().requests >= rollout.gates.min_requests {
         same_period
     } else {
         // No old version left in the group (the last stage): its most recent minute.
-        let last = old
-            .iter()
-            .map(|s| s.received_at)
-            .filter(|&at| at < rollout.stage_started_at)
-            .max()
-            .unwrap_or(0);
-        old.iter()
-            .filter(|s| s.received_at + RECENT_BASELINE_SECONDS >= last)
-            .map(|s| &s.window)
-            .collect()
+        let recent_since = last_before_stage
+            .unwrap_or(0)
+            .saturating_sub(RECENT_BASELINE_SECONDS)
+            .max(group_since);
+        let mut recent = WindowSums::default();
+        telemetry.for_each_window(&group_query(recent_since), |stored| {
+            if stored.window.version == rollout.baseline_version {
+                recent.add(&stored.window);
+            }
+        })?;
+        recent
     };
     let record = deployer
         .store()

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use edgewise_core::drift::jensen_shannon_distance;
 use edgewise_core::profile::DataProfile;
 use edgewise_core::stats::{mann_whitney_greater, two_proportion_greater};
-use edgewise_core::telemetry::TelemetryWindow;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::telemetry_store::{feature_drift, summarize};
+use crate::telemetry_fold::WindowSums;
 
 /// Thresholds of every gate; a `--gates` file may set any of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -111,10 +110,10 @@ pub struct UpdateOutcome {
 pub struct Evidence<'a> {
     /// Update outcomes.
     pub updates: UpdateOutcome,
-    /// Windows of the stage's devices on the candidate.
-    pub canary: Vec<&'a TelemetryWindow>,
-    /// Windows of the group's devices on the old version.
-    pub baseline: Vec<&'a TelemetryWindow>,
+    /// Sums of the stage's devices' windows on the candidate.
+    pub canary: WindowSums,
+    /// Sums of the group's devices' windows on the old version.
+    pub baseline: WindowSums,
     /// The candidate's reference profile.
     pub profile: &'a DataProfile,
     /// Whether the stage runs the candidate in shadow.
@@ -132,8 +131,8 @@ fn result(name: &str, verdict: Verdict, numbers: &[(&str, f64)], detail: String)
 
 /// Judges every gate.
 pub fn judge(config: &GateConfig, evidence: &Evidence<'_>) -> Vec<GateResult> {
-    let canary = summarize(evidence.canary.iter().copied());
-    let baseline = summarize(evidence.baseline.iter().copied());
+    let canary = evidence.canary.summary();
+    let baseline = evidence.baseline.summary();
     let mut results = vec![update_gate(config, evidence.updates)];
     if evidence.shadow {
         results.push(shadow_gate(
@@ -148,16 +147,10 @@ pub fn judge(config: &GateConfig, evidence: &Evidence<'_>) -> Vec<GateResult> {
         (canary.errors, canary.requests),
         (baseline.errors, baseline.requests),
     ));
-    let samples = |windows: &[&TelemetryWindow]| -> Vec<f64> {
-        windows
-            .iter()
-            .flat_map(|w| w.latency_samples.iter().copied())
-            .collect()
-    };
     results.push(latency_gate(
         config,
-        &samples(&evidence.canary),
-        &samples(&evidence.baseline),
+        evidence.canary.latency_samples(),
+        evidence.baseline.latency_samples(),
     ));
     results.push(drift_gate(config, evidence));
     results.push(agreement_gate(
@@ -310,7 +303,7 @@ fn latency_gate(config: &GateConfig, canary: &[f64], baseline: &[f64]) -> GateRe
 }
 
 fn drift_gate(config: &GateConfig, evidence: &Evidence<'_>) -> GateResult {
-    let examples: u64 = evidence.canary.iter().map(|w| w.examples).sum();
+    let examples = evidence.canary.examples();
     if examples < config.min_drift_examples {
         return result(
             "drift",
@@ -319,7 +312,7 @@ fn drift_gate(config: &GateConfig, evidence: &Evidence<'_>) -> GateResult {
             format!("need {} examples on the canary", config.min_drift_examples),
         );
     }
-    let drift = feature_drift(evidence.canary.iter().copied(), evidence.profile);
+    let drift = evidence.canary.drift(evidence.profile);
     let worst = drift
         .iter()
         .filter_map(|f| f.psi.map(|psi| (psi, f)))
