@@ -159,6 +159,7 @@ impl Fleet {
             deployment_id: None,
             reported: None,
             online: false,
+            status_epoch: None,
             last_seen: None,
             revoked_at: None,
         };

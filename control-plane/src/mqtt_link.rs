@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use edgewise_core::reported::ReportedState;
 use edgewise_core::telemetry::{TelemetryReceipt, TelemetryWindow};
-use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
+use edgewise_core::topics::{DeviceTopic, Status};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 
 use crate::server::BrokerConnection;
@@ -173,10 +173,21 @@ pub fn handle_message(store: &Store, topic: &str, payload: &[u8]) {
         Err(err) => return tracing::error!(error = %err, "cannot read the device"),
     };
     match kind {
-        DeviceTopic::Status => match payload {
-            p if p == STATUS_ONLINE.as_bytes() => device.online = true,
-            p if p == STATUS_OFFLINE.as_bytes() => device.online = false,
-            _ => return malformed(topic, "status must be `online` or `offline`"),
+        DeviceTopic::Status => match Status::parse(payload) {
+            Ok(status) if status.is_stale(device.status_epoch) => {
+                metrics::counter!("edgewise_mqtt_stale_status_total").increment(1);
+                tracing::debug!(%topic, "ignoring the status of an earlier connection");
+                return;
+            }
+            Ok(status) => {
+                device.online = status.online;
+                device.status_epoch = if status.online {
+                    status.epoch
+                } else {
+                    status.epoch.max(device.status_epoch)
+                };
+            }
+            Err(reason) => return malformed(topic, &reason),
         },
         DeviceTopic::Reported => match ReportedState::from_bytes(payload) {
             Ok(report) if report.device_id == device_id => device.reported = Some(report),

@@ -72,6 +72,10 @@ pub struct DeviceRecord {
     pub reported: Option<ReportedState>,
     /// Whether its last status was `online`.
     pub online: bool,
+    /// The epoch of the connection that status spoke for; news of an earlier
+    /// connection (a late last will) is ignored.
+    #[serde(default)]
+    pub status_epoch: Option<u64>,
     /// When it was last heard from.
     pub last_seen: Option<String>,
     /// When it was revoked; a revoked device's credentials and certificate are refused.

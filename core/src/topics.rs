@@ -4,7 +4,7 @@
 //! (control plane → node, retained signed assignment), `reported` (node → control
 //! plane, retained state), `telemetry` (node → control plane), `receipts` (control
 //! plane → node: which telemetry windows are stored) and `status` (retained `online`,
-//! with `offline` as the last will).
+//! with `offline` as the last will, each followed by the connection's epoch).
 
 use std::fmt;
 
@@ -16,6 +16,75 @@ pub const STATUS_ONLINE: &str = "online";
 
 /// Payload of a node's last will on `status`.
 pub const STATUS_OFFLINE: &str = "offline";
+
+/// Longest `status` payload accepted.
+const MAX_STATUS_BYTES: usize = 64;
+
+/// A node's `status` payload: `online` or `offline`, then the epoch of the connection
+/// it speaks for (`online 1764979200123`). A node's epochs grow with each connection,
+/// so a late last will of an earlier connection, which a broker may deliver after the
+/// next connection's `online`, is told apart and ignored. A bare `online` or
+/// `offline` (no epoch) is accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Whether the node is connected.
+    pub online: bool,
+    /// The connection's epoch.
+    pub epoch: Option<u64>,
+}
+
+impl Status {
+    /// Parses a payload; the error says what was expected.
+    pub fn parse(payload: &[u8]) -> Result<Status, String> {
+        const EXPECTED: &str =
+            "status: expected `online` or `offline`, optionally followed by a space and an epoch";
+        if payload.len() > MAX_STATUS_BYTES {
+            return Err(format!(
+                "{EXPECTED} (at most {MAX_STATUS_BYTES} bytes, got {})",
+                payload.len()
+            ));
+        }
+        let text = std::str::from_utf8(payload).map_err(|_| format!("{EXPECTED}, not UTF-8"))?;
+        let (word, epoch) = match text.split_once(' ') {
+            Some((word, epoch)) => (
+                word,
+                Some(
+                    epoch
+                        .parse::<u64>()
+                        .map_err(|_| format!("{EXPECTED}; the epoch {epoch:?} is not one"))?,
+                ),
+            ),
+            None => (text, None),
+        };
+        let online = match word {
+            STATUS_ONLINE => true,
+            STATUS_OFFLINE => false,
+            _ => return Err(format!("{EXPECTED}, got {word:?}")),
+        };
+        Ok(Status { online, epoch })
+    }
+
+    /// The payload.
+    pub fn to_payload(self) -> Vec<u8> {
+        let word = if self.online {
+            STATUS_ONLINE
+        } else {
+            STATUS_OFFLINE
+        };
+        match self.epoch {
+            Some(epoch) => format!("{word} {epoch}").into_bytes(),
+            None => word.as_bytes().to_vec(),
+        }
+    }
+
+    /// Whether this is the last will of a connection older than `latest`, the epoch
+    /// last recorded: news to ignore. An `online` always counts, so a node whose clock
+    /// went back still shows up.
+    pub fn is_stale(self, latest: Option<u64>) -> bool {
+        !self.online
+            && matches!((self.epoch, latest), (Some(epoch), Some(latest)) if epoch < latest)
+    }
+}
 
 /// Longest accepted device id.
 pub const MAX_DEVICE_ID_LEN: usize = 64;
@@ -119,6 +188,47 @@ pub fn check_device_id(id: &str) -> Result<(), DeviceIdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_order_by_epoch() {
+        for status in [
+            Status {
+                online: true,
+                epoch: Some(7),
+            },
+            Status {
+                online: false,
+                epoch: None,
+            },
+        ] {
+            assert_eq!(Status::parse(&status.to_payload()), Ok(status));
+        }
+        assert_eq!(
+            Status::parse(b"online"),
+            Ok(Status {
+                online: true,
+                epoch: None
+            })
+        );
+        let late_will = Status {
+            online: false,
+            epoch: Some(5),
+        };
+        assert!(late_will.is_stale(Some(6)));
+        assert!(!late_will.is_stale(Some(5)));
+        assert!(!late_will.is_stale(None));
+        assert!(
+            !Status {
+                online: true,
+                epoch: Some(1)
+            }
+            .is_stale(Some(6))
+        );
+        for bad in [&b"up"[..], b"online x", b"online ", b"\xff", &[b'o'; 100]] {
+            let err = Status::parse(bad).unwrap_err();
+            assert!(err.starts_with("status: expected"), "{err}");
+        }
+    }
 
     #[test]
     fn topics_round_trip_and_refuse_wildcards() {

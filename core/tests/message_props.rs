@@ -1,6 +1,6 @@
 //! Property tests for the messages a node and the control plane parse from each other:
 //! signed assignment envelopes, telemetry windows, reported states, transfer header
-//! lines and node configs. Hostile bytes give errors rather than panics, valid values
+//! lines, node configs and status payloads. Hostile bytes give errors rather than panics, valid values
 //! survive a round trip, tampering with signed bytes is caught, and the size limits hold.
 
 mod fixtures;
@@ -18,6 +18,7 @@ use edgewise_core::keys::{KeyError, SecretKey, TrustStore};
 use edgewise_core::node_config::NodeConfig;
 use edgewise_core::reported::{MAX_REPORTED_BYTES, ReportedState};
 use edgewise_core::telemetry::{FeatureWindow, MAX_WINDOW_BYTES, ShadowWindow, TelemetryWindow};
+use edgewise_core::topics::Status;
 use edgewise_core::transfer::{
     MAX_HEADER_BYTES, TransferRequest, TransferResponse, decode_line, encode_line,
 };
@@ -599,6 +600,28 @@ proptest! {
         let padded = pad_to(serde_json::to_vec(&state).unwrap(), total);
         let parsed = ReportedState::from_bytes(&padded);
         check_size_limit(total, MAX_REPORTED_BYTES, parsed, &state)?;
+    }
+
+    /// Arbitrary bytes as a status payload never panic, and a refusal names what was expected.
+    #[test]
+    fn status_survives_arbitrary_bytes(bytes in vec(any::<u8>(), 0..256)) {
+        match Status::parse(&bytes) {
+            Ok(status) => prop_assert_eq!(Status::parse(&status.to_payload()), Ok(status)),
+            Err(error) => prop_assert!(error.starts_with("status: expected"), "{}", error),
+        }
+    }
+
+    /// Every status round-trips, and only an older connection's `offline` is stale.
+    #[test]
+    fn status_round_trips_and_orders_by_epoch(
+        online in any::<bool>(),
+        epoch in option::of(any::<u64>()),
+        latest in option::of(any::<u64>()),
+    ) {
+        let status = Status { online, epoch };
+        prop_assert_eq!(Status::parse(&status.to_payload()), Ok(status));
+        let older = matches!((epoch, latest), (Some(e), Some(l)) if e < l);
+        prop_assert_eq!(status.is_stale(latest), !online && older);
     }
 }
 

@@ -339,4 +339,22 @@ fn deploys_per_group_swaps_without_failures_and_refuses_bad_updates() {
     );
     assert_eq!(plane.get("/api/v1/devices/node-3")["online"], false);
     assert_eq!(reported(&plane, "node-3"), report_before);
+
+    // A broker may deliver an earlier connection's last will after the next
+    // connection's `online`; the connection epochs tell them apart.
+    let status_topic = "edgewise/v1/devices/node-3/status";
+    impostor.publish(status_topic, b"online 2000", false);
+    impostor.publish(status_topic, b"offline 1000", false);
+    wait_for(
+        "the late last will ignored",
+        Duration::from_secs(10),
+        || (plane.metric("edgewise_mqtt_stale_status_total") >= 1.0).then_some(()),
+    );
+    assert_eq!(plane.get("/api/v1/devices/node-3")["online"], true);
+    impostor.publish(status_topic, b"offline 2000", false);
+    wait_for(
+        "node-3 offline by its current connection's will",
+        Duration::from_secs(10),
+        || (plane.get("/api/v1/devices/node-3")["online"] == false).then_some(()),
+    );
 }

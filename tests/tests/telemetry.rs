@@ -11,7 +11,7 @@ use common::{
     ControlPlane, Node, Simulator, Training, bundles, data_file, metric_value, text, wait_for,
     wait_online,
 };
-use edgewise_control_plane::telemetry_store::feature_drift;
+use edgewise_control_plane::telemetry_fold::WindowSums;
 use edgewise_core::bundle::Bundle;
 use edgewise_core::telemetry::TelemetryWindow;
 use serde_json::{Value, json};
@@ -141,7 +141,8 @@ fn slice_alert_rate(
         for slice in windows.chunks_exact(windows_per_slice) {
             slices += 1;
             alerts += usize::from(
-                feature_drift(slice.iter(), profile)
+                WindowSums::of(slice)
+                    .drift(profile)
                     .iter()
                     .any(|f| f.drifted),
             );

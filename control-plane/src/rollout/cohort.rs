@@ -49,6 +49,7 @@ mod tests {
             deployment_id: None,
             reported: None,
             online: true,
+            status_epoch: None,
             last_seen: None,
             revoked_at: None,
         }

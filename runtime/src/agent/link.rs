@@ -10,13 +10,14 @@
 //! outbox is; the control plane de-duplicates.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use edgewise_core::node_config::MqttSettings;
 use edgewise_core::reported::ReportedState;
 use edgewise_core::telemetry::TelemetryReceipt;
-use edgewise_core::topics::{DeviceTopic, STATUS_OFFLINE, STATUS_ONLINE};
+use edgewise_core::topics::{DeviceTopic, Status};
 use rumqttc::{
     AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
     TlsConfiguration, Transport,
@@ -72,9 +73,20 @@ pub struct Publisher {
     tracking: Arc<Mutex<Tracking>>,
     wake: Arc<tokio::sync::Notify>,
     device_id: String,
+    /// The current connection's epoch, sent with every `status`.
+    epoch: Arc<AtomicU64>,
 }
 
 impl Publisher {
+    /// The `status` payload of the current connection.
+    fn status(&self, online: bool) -> Vec<u8> {
+        Status {
+            online,
+            epoch: Some(self.epoch.load(Ordering::Relaxed)),
+        }
+        .to_payload()
+    }
+
     fn tracking(&self) -> MutexGuard<'_, Tracking> {
         self.tracking
             .lock()
@@ -218,13 +230,9 @@ impl Link {
         options
             .set_keep_alive(KEEP_ALIVE)
             .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-            .set_last_will(LastWill::new(
-                DeviceTopic::Status.for_device(device_id),
-                STATUS_OFFLINE,
-                QoS::AtLeastOnce,
-                true,
-            ));
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+        let epoch = next_epoch(0);
+        options.set_last_will(last_will(device_id, epoch));
         let (client, eventloop) = AsyncClient::new(options, 256);
         Ok(Link {
             eventloop,
@@ -233,8 +241,18 @@ impl Link {
                 tracking: Arc::default(),
                 wake: Arc::default(),
                 device_id: device_id.to_owned(),
+                epoch: Arc::new(AtomicU64::new(epoch)),
             },
         })
+    }
+
+    /// Gives the next connection a new epoch, in its last will too.
+    fn renew_epoch(&mut self) {
+        let epoch = next_epoch(self.publisher.epoch.load(Ordering::Relaxed));
+        self.publisher.epoch.store(epoch, Ordering::Relaxed);
+        self.eventloop
+            .mqtt_options
+            .set_last_will(last_will(&self.publisher.device_id, epoch));
     }
 
     /// A handle for publishing (telemetry, and `offline` at shutdown).
@@ -290,7 +308,7 @@ impl Link {
                             tracing::warn!(error = %err, %topic, "cannot queue the subscription");
                         }
                     }
-                    publisher.publish(&status_topic, STATUS_ONLINE.as_bytes().to_vec(), true, None);
+                    publisher.publish(&status_topic, publisher.status(true), true, None);
                     let report = serde_json::to_vec(&*reports.borrow()).unwrap_or_default();
                     publisher.publish(&reported_topic, report, true, None);
                     publisher.flush_outbox(&store);
@@ -329,6 +347,7 @@ impl Link {
                 Ok(_) => {}
                 Err(err) => {
                     publisher.forget_unsent();
+                    self.renew_epoch();
                     tracing::warn!(error = %err, retry_in = ?backoff, "broker connection lost");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -338,12 +357,35 @@ impl Link {
     }
 }
 
+/// A connection epoch after `previous`: the wall clock in milliseconds, so epochs
+/// also grow across restarts, and never less than `previous + 1`.
+fn next_epoch(previous: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now.max(previous + 1)
+}
+
+/// The `offline` status the broker publishes if the connection of `epoch` drops.
+fn last_will(device_id: &str, epoch: u64) -> LastWill {
+    LastWill::new(
+        DeviceTopic::Status.for_device(device_id),
+        Status {
+            online: false,
+            epoch: Some(epoch),
+        }
+        .to_payload(),
+        QoS::AtLeastOnce,
+        true,
+    )
+}
+
 /// Marks the node offline and disconnects, for a clean shutdown.
 pub async fn say_goodbye(publisher: &Publisher) {
     let topic = DeviceTopic::Status.for_device(&publisher.device_id);
     let _ = publisher
         .client
-        .publish(topic, QoS::AtLeastOnce, true, STATUS_OFFLINE)
+        .publish(topic, QoS::AtLeastOnce, true, publisher.status(false))
         .await;
     let _ = publisher.client.disconnect().await;
 }
