@@ -284,76 +284,84 @@ impl Link {
                 report_publisher.publish(&report_topic, payload, true, None);
             }
         });
-        let mut backoff = Duration::from_millis(500);
-        let mut resend_check = tokio::time::interval(RESEND_CHECK);
-        loop {
-            let event = tokio::select! {
-                event = self.eventloop.poll() => event,
-                () = publisher.wake.notified() => {
-                    publisher.hand_over();
-                    continue;
+        // Publishes are handed to rumqttc beside the event loop, never by interrupting
+        // it: a `poll` cancelled in the middle of a connect drops that connection and
+        // opens another, and the broker then publishes the dropped one's last will,
+        // an `offline` with the same epoch as the live connection's `online`.
+        let handing_over = async {
+            let mut resend_check = tokio::time::interval(RESEND_CHECK);
+            loop {
+                tokio::select! {
+                    () = publisher.wake.notified() => {}
+                    _ = resend_check.tick() => publisher.resend_overdue(&store),
                 }
-                _ = resend_check.tick() => {
-                    publisher.resend_overdue(&store);
-                    publisher.hand_over();
-                    continue;
-                }
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(500);
-                    tracing::info!(device = %device_id, "connected to the broker");
-                    for topic in [&desired_topic, &receipts_topic] {
-                        if let Err(err) = publisher.client.try_subscribe(topic, QoS::AtLeastOnce) {
-                            tracing::warn!(error = %err, %topic, "cannot queue the subscription");
+                publisher.hand_over();
+            }
+        };
+        let polling = async {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(500);
+                        tracing::info!(device = %device_id, "connected to the broker");
+                        for topic in [&desired_topic, &receipts_topic] {
+                            if let Err(err) =
+                                publisher.client.try_subscribe(topic, QoS::AtLeastOnce)
+                            {
+                                tracing::warn!(error = %err, %topic, "cannot queue the subscription");
+                            }
+                        }
+                        publisher.publish(&status_topic, publisher.status(true), true, None);
+                        let report = serde_json::to_vec(&*reports.borrow()).unwrap_or_default();
+                        publisher.publish(&reported_topic, report, true, None);
+                        publisher.flush_outbox(&store);
+                        publisher.hand_over();
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        let mut tracking = publisher.tracking();
+                        if let Some(Some(seq)) = tracking.queued.pop_front() {
+                            tracking.in_flight.insert(pkid, seq);
                         }
                     }
-                    publisher.publish(&status_topic, publisher.status(true), true, None);
-                    let report = serde_json::to_vec(&*reports.borrow()).unwrap_or_default();
-                    publisher.publish(&reported_topic, report, true, None);
-                    publisher.flush_outbox(&store);
-                    publisher.hand_over();
-                }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                    let mut tracking = publisher.tracking();
-                    if let Some(Some(seq)) = tracking.queued.pop_front() {
-                        tracking.in_flight.insert(pkid, seq);
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        let mut tracking = publisher.tracking();
+                        if let Some(seq) = tracking.in_flight.remove(&ack.pkid) {
+                            tracking.pending.remove(&seq);
+                            tracking.awaiting.insert(seq, Instant::now());
+                        }
                     }
-                }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    let mut tracking = publisher.tracking();
-                    if let Some(seq) = tracking.in_flight.remove(&ack.pkid) {
-                        tracking.pending.remove(&seq);
-                        tracking.awaiting.insert(seq, Instant::now());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == desired_topic => {
-                    desired.send_replace(Some(publish.payload.to_vec()));
-                }
-                Ok(Event::Incoming(Packet::Publish(publish)))
-                    if publish.topic == receipts_topic =>
-                {
-                    publisher.retire(&store, &publish.payload);
-                }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|code| matches!(code, SubscribeReasonCode::Failure))
+                    Ok(Event::Incoming(Packet::Publish(publish)))
+                        if publish.topic == desired_topic =>
                     {
-                        tracing::error!(device = %device_id, "the broker refused a subscription (desired or receipts)");
+                        desired.send_replace(Some(publish.payload.to_vec()));
                     }
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    publisher.forget_unsent();
-                    self.renew_epoch();
-                    tracing::warn!(error = %err, retry_in = ?backoff, "broker connection lost");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    Ok(Event::Incoming(Packet::Publish(publish)))
+                        if publish.topic == receipts_topic =>
+                    {
+                        publisher.retire(&store, &publish.payload);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        if ack
+                            .return_codes
+                            .iter()
+                            .any(|code| matches!(code, SubscribeReasonCode::Failure))
+                        {
+                            tracing::error!(device = %device_id, "the broker refused a subscription (desired or receipts)");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        publisher.forget_unsent();
+                        self.renew_epoch();
+                        tracing::warn!(error = %err, retry_in = ?backoff, "broker connection lost");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
             }
-        }
+        };
+        tokio::join!(handing_over, polling);
     }
 }
 
