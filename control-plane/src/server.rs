@@ -9,7 +9,7 @@ use crate::keyring::Keyring;
 use crate::receipts::Receipts;
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Services};
 use crate::artifacts::ArtifactStore;
 use crate::aws::AwsTarget;
 use crate::aws::s3::{S3Artifacts, S3Location};
@@ -359,7 +359,7 @@ pub async fn serve(
             policy_hook.on_monitor_pass(snapshot, alerts)
         })],
     );
-    let state = AppState {
+    let state = AppState::new(Services {
         registry,
         fleet,
         deployer,
@@ -373,7 +373,7 @@ pub async fn serve(
         retraining,
         tokens,
         keyring,
-    };
+    });
     println!(
         "edgewise control plane ready: api {} mqtt {} quic {} data {}",
         endpoints.http,
@@ -381,7 +381,10 @@ pub async fn serve(
         endpoints.quic,
         data.root.display()
     );
-    axum::serve(listener, api::router(state, options.max_bundle_bytes))
+    // One router for every connection: a clone of it shares its routes, where
+    // serving the `Router` itself rebuilds every route for each new connection.
+    let app = api::router(state, options.max_bundle_bytes).into_make_service();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server stopped")?;

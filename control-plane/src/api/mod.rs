@@ -14,6 +14,8 @@ mod rollouts;
 mod telemetry;
 pub mod training;
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
@@ -37,9 +39,28 @@ use crate::transfer::ArtifactSource;
 /// Largest JSON body accepted, in bytes.
 const MAX_JSON_BYTES: usize = 1024 * 1024;
 
-/// What the handlers share.
+/// What the handlers share. Every request clones it, and every route's middleware
+/// holds a copy, so it is one pointer to [`Services`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` with the handlers.
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The control plane's parts that the handlers use.
+pub struct Services {
     /// The model registry.
     pub registry: Registry,
     /// The fleet.
