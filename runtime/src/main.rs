@@ -420,7 +420,9 @@ async fn http(
     max_body_bytes: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let app = router(state, max_body_bytes);
+    // One router for every connection: serving the `Router` itself would rebuild
+    // every route for each new connection.
+    let app = router(state, max_body_bytes).into_make_service();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
