@@ -11,11 +11,11 @@ use std::fmt;
 /// The prefix of every device topic.
 pub const DEVICE_TOPIC_PREFIX: &str = "edgewise/v1/devices";
 
-/// Payload a node publishes on `status` when it connects.
-pub const STATUS_ONLINE: &str = "online";
+/// First word of the `status` a node publishes when it connects.
+const STATUS_ONLINE: &str = "online";
 
-/// Payload of a node's last will on `status`.
-pub const STATUS_OFFLINE: &str = "offline";
+/// First word of a node's last will on `status`.
+const STATUS_OFFLINE: &str = "offline";
 
 /// Longest `status` payload accepted.
 const MAX_STATUS_BYTES: usize = 64;
