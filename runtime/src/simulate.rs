@@ -206,6 +206,9 @@ pub async fn run(options: SimulationOptions, replay: Arc<Replay>) -> Result<(), 
         )
         .map_err(|e| setup_error(e.to_string()))?,
         models: SharedModels::new(),
+        bundle_checks: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
     };
     let http = reqwest::Client::new();
     let progress = ProgressBar::new(options.count as u64).with_style(

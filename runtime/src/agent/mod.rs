@@ -22,7 +22,7 @@ use edgewise_core::reported::{InstalledVersion, KeyVersions, ReportedState, Upda
 use edgewise_core::rotation::{KeyRole, SignedKeyRotation, TrustState};
 use edgewise_model::DeviceChoice;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::batcher::BatchingConfig;
 use crate::loader::{SharedModels, open_bundle};
@@ -62,6 +62,11 @@ pub struct SharedResources {
     pub db: sled::Db,
     /// The models serving in the process.
     pub models: SharedModels,
+    /// Bundle checks (hashing, signature verification, loading) run at once across the
+    /// process's nodes. Unbounded, a fleet-wide update starts hundreds of blocking
+    /// threads that crowd out the async ones, whose QUIC and MQTT connections then go
+    /// silent long enough to time out.
+    pub bundle_checks: Arc<Semaphore>,
 }
 
 /// Why the agent could not start.
@@ -400,7 +405,10 @@ impl Agent {
                 {
                     Ok(done) => {
                         tracing::info!(%location, bytes = done.bytes, resumed_from = done.resumed_from, "download complete");
-                        return self.finish_download(assignment, &partial).map(|()| true);
+                        return self
+                            .finish_download(assignment, &partial)
+                            .await
+                            .map(|()| true);
                     }
                     Err(DownloadError::Permanent(reason)) => return Err(reason),
                     Err(err) => {
@@ -444,23 +452,33 @@ impl Agent {
         Ok(())
     }
 
-    /// Checks the downloaded bytes against the assigned hash and moves them into place.
-    fn finish_download(
+    /// Checks the downloaded bytes against the assigned hash and moves them into place,
+    /// off the async threads (hashing a large bundle takes milliseconds of CPU).
+    async fn finish_download(
         &self,
         assignment: &Assignment,
         partial: &std::path::Path,
     ) -> Result<(), String> {
-        let bytes = std::fs::read(partial).map_err(|e| format!("cannot read the download: {e}"))?;
-        let actual = sha256_hex(&bytes);
-        if actual != assignment.bundle_sha256 {
-            let _ = std::fs::remove_file(partial);
-            return Err(format!(
-                "bundle hash mismatch: downloaded bytes hash to {actual}, the assignment names {}",
-                assignment.bundle_sha256
-            ));
-        }
-        std::fs::rename(partial, self.store.bundle_path(&assignment.bundle_sha256))
-            .map_err(|e| format!("cannot install the bundle: {e}"))
+        let expected = assignment.bundle_sha256.clone();
+        let partial = partial.to_owned();
+        let destination = self.store.bundle_path(&assignment.bundle_sha256);
+        self.check_off_thread(move || install_download(&partial, &expected, &destination))
+            .await
+            .map_err(|e| format!("checking the download panicked: {e}"))?
+    }
+
+    /// Runs CPU-heavy bundle work on the blocking pool, holding one of the process's
+    /// [`SharedResources::bundle_checks`] permits when nodes share the process.
+    async fn check_off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let _permit = match &self.options.shared {
+            // The semaphore is never closed; a closed one would mean no limit.
+            Some(shared) => shared.bundle_checks.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        tokio::task::spawn_blocking(work).await
     }
 
     /// Verifies an installed bundle against the release keys `trust` and starts it
@@ -474,9 +492,7 @@ impl Agent {
         let device = self.options.device;
         let batching = self.options.batching;
         let shared = self.options.shared.as_ref().map(|s| s.models.clone());
-        tokio::task::spawn_blocking(move || {
-            open_bundle(&path, &trust, device, batching, shared.as_ref())
-        })
+        self.check_off_thread(move || open_bundle(&path, &trust, device, batching, shared.as_ref()))
         .await
         .map_err(|e| format!("loading the bundle panicked: {e}"))?
         .map_err(|e| format!("bundle refused: {e}"))
@@ -532,6 +548,20 @@ async fn fault_point(name: &'static str) {
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
+}
+
+/// Moves the downloaded `partial` to `destination` when its bytes hash to `expected`;
+/// removes it when they do not.
+fn install_download(partial: &Path, expected: &str, destination: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(partial).map_err(|e| format!("cannot read the download: {e}"))?;
+    let actual = sha256_hex(&bytes);
+    if actual != expected {
+        let _ = std::fs::remove_file(partial);
+        return Err(format!(
+            "bundle hash mismatch: downloaded bytes hash to {actual}, the assignment names {expected}"
+        ));
+    }
+    std::fs::rename(partial, destination).map_err(|e| format!("cannot install the bundle: {e}"))
 }
 
 /// The assignment's expiry instant (now, if unreadable: it was checked on arrival).
