@@ -87,9 +87,12 @@ from procstat import free_port
 print(free_port(SOCK_STREAM), free_port(SOCK_STREAM), free_port(SOCK_DGRAM))')
 rm -rf "$work/data" "$work/downloads"
 server=http://127.0.0.1:$http_port
+# Every concurrent download opens its own QUIC connection: the connection cap is lifted so
+# that the two transports are compared as they are, not the server's admission policy.
 "$bin/edgewise" serve --data-dir "$work/data" --http "127.0.0.1:$http_port" \
   --mqtt-listen "127.0.0.1:$mqtt_port" --quic "127.0.0.1:$quic_port" --trust "$work/release.pub" \
-  --max-bundle-bytes $((1024 * 1024 * 1024)) >"$work/serve.out" 2>"$work/serve.log" &
+  --max-bundle-bytes $((1024 * 1024 * 1024)) --max-quic-connections 100000 \
+  >"$work/serve.out" 2>"$work/serve.log" &
 cp_pid=$!
 cleanup() {
   kill "$cp_pid" 2>/dev/null || true

@@ -106,6 +106,9 @@ pub struct ServeOptions {
     pub transfer_rate_limit: u64,
     /// Artifact transfers sent at once; more wait their turn.
     pub max_concurrent_transfers: usize,
+    /// Open QUIC connections allowed; more are refused at once, and their nodes use
+    /// the HTTP fallback.
+    pub max_quic_connections: usize,
     /// Largest bundle upload.
     pub max_bundle_bytes: usize,
     /// How long telemetry windows are kept.
@@ -240,7 +243,13 @@ pub async fn serve(
         )),
         access: crate::artifact_access::ArtifactAccess::new(store.clone()),
     };
-    let quic = transfer::start_quic(options.quic, &data.server, &data.ca, artifacts.clone())?;
+    let quic = transfer::start_quic(
+        options.quic,
+        &data.server,
+        &data.ca,
+        artifacts.clone(),
+        options.max_quic_connections.max(1),
+    )?;
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .with_context(|| format!("cannot listen on {}", options.http))?;

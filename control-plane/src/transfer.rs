@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use edgewise_core::transfer::{self, TransferRequest, TransferResponse};
+use edgewise_core::udp;
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -157,12 +158,15 @@ impl Pacer {
 
 /// Binds the QUIC artifact server on `bind` and serves in the background; returns its
 /// address. Clients must present a certificate signed by `ca` (mutual TLS), and get
-/// only what their device is assigned.
+/// only what their device is assigned. With `max_connections` open, new connections
+/// are refused at once (a thundering herd's handshakes would otherwise starve the
+/// transfers under way until they time out), and those nodes use the HTTP fallback.
 pub fn start_quic(
     bind: SocketAddr,
     certificate: &CertifiedKey,
     ca: &CertifiedKey,
     source: ArtifactSource,
+    max_connections: usize,
 ) -> Result<SocketAddr> {
     let chain = CertificateDer::pem_slice_iter(certificate.certificate_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -191,11 +195,31 @@ pub fn start_quic(
         .keep_alive_interval(Some(Duration::from_secs(5)))
         .max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
     config.transport_config(Arc::new(transport));
-    let endpoint = quinn::Endpoint::server(config, bind)
+    let bound = udp::bind_with_buffers(bind, udp::SERVER_BUFFER_BYTES)
         .with_context(|| format!("cannot bind the QUIC artifact server on {bind}"))?;
+    if bound.receive_buffer_short_of(udp::SERVER_BUFFER_BYTES) {
+        tracing::warn!(
+            granted = bound.receive_buffer_bytes,
+            wanted = udp::SERVER_BUFFER_BYTES,
+            "small UDP receive buffer for the QUIC artifact server: a fleet downloading at once \
+             will lose packets and time out; raise net.core.rmem_max and net.core.wmem_max"
+        );
+    }
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        bound.socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .with_context(|| format!("cannot start the QUIC artifact server on {bind}"))?;
     let address = endpoint.local_addr()?;
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
+            if endpoint.open_connections() >= max_connections {
+                metrics::counter!("edgewise_artifact_quic_refused_total").increment(1);
+                incoming.refuse();
+                continue;
+            }
             let source = source.clone();
             tokio::spawn(async move {
                 match incoming.await {

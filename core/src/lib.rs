@@ -24,3 +24,4 @@ pub mod stats;
 pub mod telemetry;
 pub mod topics;
 pub mod transfer;
+pub mod udp;

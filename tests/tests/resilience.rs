@@ -1,11 +1,12 @@
 //! Faults with real processes: the control plane killed mid-download and restarted,
-//! and a node restarted while the control plane is down.
+//! a node restarted while the control plane is down, and a QUIC server at its
+//! connection limit.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ControlPlane, Node, wait_for, wide_bundle};
+use common::{ControlPlane, Node, metric_value, start_nodes, text, wait_for, wide_bundle};
 
 #[test]
 fn resumes_a_broken_download_and_survives_restarts() {
@@ -64,5 +65,39 @@ fn resumes_a_broken_download_and_survives_restarts() {
     assert!(
         elapsed < Duration::from_secs(10),
         "the node took {elapsed:?} to serve its stored model"
+    );
+}
+
+#[test]
+fn a_full_quic_server_refuses_at_once_and_the_rest_download_over_http() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // One QUIC connection at a time, and transfers slow enough (about 4 s) to overlap.
+    let big = wide_bundle(dir.path(), 3);
+    let plane = ControlPlane::start(
+        &dir.path().join("control-plane"),
+        &["--transfer-rate-limit", "300000", "--max-quic-connections", "1"],
+    );
+    let configs: Vec<_> = ["edge-1", "edge-2", "edge-3"]
+        .iter()
+        .map(|device| plane.add_device(device, "field", dir.path()))
+        .collect();
+    let nodes = start_nodes(&plane, &configs);
+    plane.cli(&["model", "push", big.to_str().expect("utf-8")]);
+    plane.deploy("field", "3");
+
+    wait_for("every node to serve v3", Duration::from_secs(120), || {
+        nodes
+            .iter()
+            .all(|node| node.serving_version().as_deref() == Some("3"))
+            .then_some(())
+    });
+    let page = text(&format!("{}/metrics", plane.url));
+    assert!(
+        metric_value(&page, "edgewise_artifact_quic_refused_total") >= 1.0,
+        "no QUIC connection was refused"
+    );
+    assert!(
+        metric_value(&page, r#"edgewise_artifact_bytes_served_total{transport="http"}"#) > 0.0,
+        "the refused nodes did not fall back to HTTP"
     );
 }

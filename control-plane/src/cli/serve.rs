@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Artifact transfers (QUIC and HTTP) sent at once; more wait their turn.
     #[arg(long, default_value_t = 64)]
     max_concurrent_transfers: usize,
+    /// Open QUIC artifact connections allowed (transferring or queued); more are
+    /// refused at once, and those nodes download over the HTTP fallback instead.
+    #[arg(long, default_value_t = 256)]
+    max_quic_connections: usize,
     /// Largest bundle upload, in bytes.
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     max_bundle_bytes: usize,
@@ -178,6 +182,7 @@ pub async fn serve(
             assignment_ttl: args.assignment_ttl,
             transfer_rate_limit: args.transfer_rate_limit,
             max_concurrent_transfers: args.max_concurrent_transfers,
+            max_quic_connections: args.max_quic_connections,
             max_bundle_bytes: args.max_bundle_bytes,
             telemetry_retention: args.telemetry_retention,
             store_cache_bytes: args.store_cache_mib.saturating_mul(1024 * 1024),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use edgewise_core::node_config::NodeConfig;
 use edgewise_core::transfer::{self, TransferRequest, TransferResponse};
+use edgewise_core::udp;
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -239,7 +240,15 @@ async fn fetch_quic(
     } else {
         ([0u16; 8], 0).into()
     };
-    let mut endpoint = quinn::Endpoint::client(local).map_err(|e| e.to_string())?;
+    let bound = udp::bind_with_buffers(local, udp::CLIENT_BUFFER_BYTES)
+        .map_err(|e| format!("cannot bind a UDP socket: {e}"))?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        bound.socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| e.to_string())?;
     endpoint.set_default_client_config(quic.client_config.clone());
     let connecting = endpoint
         .connect(remote, &quic.server_name)
