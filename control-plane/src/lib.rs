@@ -21,7 +21,6 @@ pub mod error;
 pub mod fleet;
 pub mod jobs;
 pub mod keyring;
-pub mod memory;
 pub mod monitor;
 pub mod mqtt_link;
 pub mod pki;

@@ -169,7 +169,6 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    crate::memory::start_trimming();
     let advertise = options
         .advertise_host
         .clone()

@@ -212,6 +212,11 @@ impl ServingArgs {
     }
 }
 
+/// mimalloc rather than glibc's malloc, whose per-thread arenas held twice the memory
+/// under a fleet's load (docs/benchmarks.md, fleet scale).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
