@@ -483,9 +483,14 @@ class Soak:
             if not points:
                 memory[name] = None
                 continue
-            later = [(t, v) for t, v in points if t >= SLOPE_AFTER_SECONDS]
+            # The fit covers the load only: the read-back after it (every stored window
+            # through the API, to count them) is the script's check, reported apart.
+            under_load = [(t, v) for t, v in points if t <= self.load_seconds]
+            later = [(t, v) for t, v in under_load if t >= SLOPE_AFTER_SECONDS]
             memory[name] = {
-                "first_mib": points[0][1], "last_mib": points[-1][1], "max_mib": max(v for _, v in points),
+                "first_mib": points[0][1], "last_mib": under_load[-1][1] if under_load else None,
+                "max_mib": max(v for _, v in under_load) if under_load else None,
+                "after_readback_mib": points[-1][1],
                 "slope_mib_per_hour": slope(later),
                 "slope_samples": len(later),
                 # A cache that fills and then stays full shows here as a flat end.
@@ -558,7 +563,8 @@ def print_summary(result, path):
         print(f"  rollout {r['id']} v{r['from']} -> v{r['to']}: {r['state']} "
               f"(started {r['started_t_s']} s, settled {r.get('settled_t_s', '-')} s)"
               + (f": {r['reason']}" if r.get("reason") else ""))
-    print("  RSS MiB (first / last / max, growth MiB/h after the first 2 min; over the second half):")
+    print("  RSS MiB under load (first / last / max, growth MiB/h after the first 2 min; over the "
+          "second half; after the read-back):")
     for name, m in result["memory"].items():
         if m is None:
             print(f"    {name}: no samples")
@@ -567,7 +573,8 @@ def print_summary(result, path):
         late = m["slope_second_half_mib_per_hour"]
         late = "-" if late is None else f"{late:+.1f}"
         print(f"    {name}: {m['first_mib']:.1f} / {m['last_mib']:.1f} / {m['max_mib']:.1f}, "
-              f"{growth} MiB/h ({m['slope_samples']} samples); {late} MiB/h")
+              f"{growth} MiB/h ({m['slope_samples']} samples); {late} MiB/h; "
+              f"{m['after_readback_mib']:.1f}")
     t = result["telemetry"]
     print(f"  telemetry windows: produced {t['produced']}, stored {t['stored']}, lost {t['lost']}, "
           f"duplicates dropped {t['duplicates_dropped'] or 0:.0f}, drained {t['drained']}")
