@@ -6,9 +6,9 @@
 # each node, the client's errors, and telemetry windows produced by the nodes against
 # those the control plane stored. At the end it prints a summary and writes soak.json
 # to the run folder: requests, errors, the rollouts' final states, RSS first/last/max and
-# growth (MiB/h, least squares over the samples after the first 2 minutes, and over the
-# second half of those, where a filled cache shows flat) per process,
-# and telemetry produced/stored/lost. bench/soak.py drives the load and the sampling.
+# growth under load (MiB/h, least squares over the samples after the first 2 minutes, and
+# over the second half of those, where a filled cache shows flat) per process, RSS after
+# the script's read-back of every stored window, and telemetry produced/stored/lost. bench/soak.py drives the load and the sampling.
 #
 #   bench/soak.sh [BIN]                          # BIN: folder with the binaries
 #   BIN=target/debug SOAK_MINUTES=3 bench/soak.sh
