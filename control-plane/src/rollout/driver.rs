@@ -57,11 +57,45 @@ fn tick(deployer: &Deployer, telemetry: &TelemetryStore) -> Result<Vec<DeviceRec
         if rollout.state != RolloutState::Running {
             continue;
         }
+        let before = Progress::of(&rollout);
         to_publish.extend(step(deployer, telemetry, &mut rollout)?);
-        table.put(&rollout.id, &rollout)?;
-        store.flush()?;
+        if Progress::of(&rollout) != before {
+            table.put(&rollout.id, &rollout)?;
+            store.flush()?;
+        }
     }
     Ok(to_publish)
+}
+
+/// The parts of a rollout record a tick can change, cheap to compare. A tick that
+/// changed none of them (devices still updating) leaves the stored record alone: at
+/// 10,000 devices the record is megabytes, and rewriting and flushing it every second
+/// under the store lock held up the devices' reports.
+#[derive(PartialEq)]
+struct Progress {
+    state: RolloutState,
+    stage: usize,
+    settled_at: Option<u64>,
+    moved: usize,
+    stages_recorded: usize,
+    audit: usize,
+    judgement: Option<String>,
+}
+
+impl Progress {
+    fn of(rollout: &RolloutRecord) -> Self {
+        Progress {
+            state: rollout.state,
+            stage: rollout.stage,
+            settled_at: rollout.settled_at,
+            moved: rollout.moved.len(),
+            stages_recorded: rollout.stage_results.len(),
+            audit: rollout.audit.len(),
+            judgement: rollout.stage_results.last().map(|stage| {
+                serde_json::to_string(&(&stage.verdict, &stage.gates)).unwrap_or_default()
+            }),
+        }
+    }
 }
 
 /// Moves one rollout along (the caller holds the store lock).
