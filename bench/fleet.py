@@ -243,8 +243,11 @@ def run_fleet(args, nodes):
 
         during = Window(base, cp_usage, sim_usage)
         rollout_started = time.monotonic()
+        # The per-device update timeout is the run's own limit: the figure is the time
+        # until every node applied, not a count cut short by the 120 s default.
         rollout = api(base, "/api/v1/rollouts", {"group": "fleet", "model": "digits", "version": "2",
-                                                 "stages": [100], "bake_seconds": 0})
+                                                 "stages": [100], "bake_seconds": 0,
+                                                 "gates": {"update_timeout_seconds": int(args.timeout)}})
         rollout_id = rollout["id"]
 
         def settled():
