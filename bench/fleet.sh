@@ -13,7 +13,7 @@
 # its data folder once it is up, and hands it to the CLI and the simulators
 # (EDGEWISE_TOKEN).
 #
-# Needs about 2.2 GB of disk per 1,000 nodes while a size runs (each node keeps both
+# Needs about 2.3 GB of disk per 1,000 nodes while a size runs (each node keeps both
 # bundles), and a file limit of at least 8,000 (`ulimit -n`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
