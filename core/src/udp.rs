@@ -42,7 +42,11 @@ impl BoundSocket {
 /// buffer first. The kernel may grant less (see [`BoundSocket::receive_buffer_bytes`]);
 /// only a failure to create or bind the socket is an error.
 pub fn bind_with_buffers(address: SocketAddr, buffer_bytes: usize) -> io::Result<BoundSocket> {
-    let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     // A refused size leaves the default in place, which works, only with more loss.
     let _ = socket.set_recv_buffer_size(buffer_bytes);
     let _ = socket.set_send_buffer_size(buffer_bytes);

@@ -75,7 +75,12 @@ fn a_full_quic_server_refuses_at_once_and_the_rest_download_over_http() {
     let big = wide_bundle(dir.path(), 3);
     let plane = ControlPlane::start(
         &dir.path().join("control-plane"),
-        &["--transfer-rate-limit", "300000", "--max-quic-connections", "1"],
+        &[
+            "--transfer-rate-limit",
+            "300000",
+            "--max-quic-connections",
+            "1",
+        ],
     );
     let configs: Vec<_> = ["edge-1", "edge-2", "edge-3"]
         .iter()
@@ -97,7 +102,10 @@ fn a_full_quic_server_refuses_at_once_and_the_rest_download_over_http() {
         "no QUIC connection was refused"
     );
     assert!(
-        metric_value(&page, r#"edgewise_artifact_bytes_served_total{transport="http"}"#) > 0.0,
+        metric_value(
+            &page,
+            r#"edgewise_artifact_bytes_served_total{transport="http"}"#
+        ) > 0.0,
         "the refused nodes did not fall back to HTTP"
     );
 }

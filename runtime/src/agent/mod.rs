@@ -493,9 +493,9 @@ impl Agent {
         let batching = self.options.batching;
         let shared = self.options.shared.as_ref().map(|s| s.models.clone());
         self.check_off_thread(move || open_bundle(&path, &trust, device, batching, shared.as_ref()))
-        .await
-        .map_err(|e| format!("loading the bundle panicked: {e}"))?
-        .map_err(|e| format!("bundle refused: {e}"))
+            .await
+            .map_err(|e| format!("loading the bundle panicked: {e}"))?
+            .map_err(|e| format!("bundle refused: {e}"))
     }
 
     /// Swaps `model` in as the serving model and records its backend for reports.
