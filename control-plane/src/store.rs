@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use edgewise_core::assignment::{Assignment, SignedAssignment};
 use edgewise_core::manifest::Manifest;
@@ -128,8 +128,9 @@ pub struct Store {
     pub versions: Table<VersionRecord>,
     /// `{model}/{alias}` → version.
     pub aliases: Table<u64>,
-    /// device id → [`DeviceRecord`].
-    pub devices: Table<DeviceRecord>,
+    /// device id → [`DeviceRecord`], with every record also decoded in memory: the
+    /// rollout driver and the report path read them all the time.
+    pub devices: CachedTable<DeviceRecord>,
     /// group name → [`GroupTarget`].
     pub groups: Table<GroupTarget>,
     /// deployment id → [`DeploymentRecord`].
@@ -159,7 +160,7 @@ impl Store {
         Ok(Store {
             versions: Table::open(&db, "versions")?,
             aliases: Table::open(&db, "aliases")?,
-            devices: Table::open(&db, "devices")?,
+            devices: CachedTable::open(&db, "devices")?,
             groups: Table::open(&db, "groups")?,
             deployments: Table::open(&db, "deployments")?,
             certificates: Table::open(&db, "device_certificates")?,
@@ -168,12 +169,15 @@ impl Store {
         })
     }
 
-    /// Opens another typed tree.
-    pub fn table<T: Serialize + DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Table<T>, StoreError> {
+    /// Opens another typed tree (one that reads only part of each record is fine: a
+    /// table can be written only with a type that serialises).
+    pub fn table<T: DeserializeOwned>(&self, name: &str) -> Result<Table<T>, StoreError> {
         Table::open(&self.db, name)
+    }
+
+    /// Deletes the tree `name` and everything in it; returns whether it existed.
+    pub fn drop_table(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.db.drop_tree(name)?)
     }
 
     /// Holds off other read-modify-write sequences while the guard lives.
@@ -222,7 +226,19 @@ pub struct Table<T> {
     _type: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Serialize + DeserializeOwned> Table<T> {
+impl<T: Serialize> Table<T> {
+    /// Stores `value` under `key`.
+    pub fn put(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.tree.insert(key, bytes)?;
+        Ok(())
+    }
+}
+
+impl<T: DeserializeOwned> Table<T> {
     fn open(db: &sled::Db, name: &str) -> Result<Self, StoreError> {
         Ok(Table {
             tree: db.open_tree(name)?,
@@ -236,16 +252,6 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             .get(key)?
             .map(|bytes| decode(key, &bytes))
             .transpose()
-    }
-
-    /// Stores `value` under `key`.
-    pub fn put(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
-            key: key.to_owned(),
-            source,
-        })?;
-        self.tree.insert(key, bytes)?;
-        Ok(())
     }
 
     /// Removes `key`; returns whether it existed.
@@ -303,6 +309,65 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     /// Every record, in key order.
     pub fn all(&self) -> Result<Vec<T>, StoreError> {
         Ok(self.scan("")?.into_iter().map(|(_, value)| value).collect())
+    }
+}
+
+/// A [`Table`] that also keeps every record decoded in memory, for a table of bounded
+/// size that is read far more often than it is written. At 10,000 devices the rollout
+/// driver's reads decoded 20,000 JSON records a second under the store lock; now they
+/// share the decoded copies. Every write goes through here, to sled first, so the copy
+/// never differs from what is stored.
+#[derive(Clone)]
+pub struct CachedTable<T> {
+    table: Table<T>,
+    records: Arc<RwLock<BTreeMap<String, Arc<T>>>>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> CachedTable<T> {
+    fn open(db: &sled::Db, name: &str) -> Result<Self, StoreError> {
+        let table = Table::open(db, name)?;
+        let records = table
+            .iter_prefix("")
+            .map(|entry| entry.map(|(key, value)| (key, Arc::new(value))))
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        Ok(CachedTable {
+            table,
+            records: Arc::new(RwLock::new(records)),
+        })
+    }
+
+    /// The record under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.get_shared(key).map(|record| T::clone(&record)))
+    }
+
+    /// The record under `key`, shared rather than copied.
+    pub fn get_shared(&self, key: &str) -> Option<Arc<T>> {
+        let records = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        records.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`.
+    pub fn put(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let mut records = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        self.table.put(key, value)?;
+        records.insert(key.to_owned(), Arc::new(value.clone()));
+        Ok(())
+    }
+
+    /// Every record, in key order.
+    pub fn all(&self) -> Result<Vec<T>, StoreError> {
+        Ok(self
+            .all_shared()
+            .iter()
+            .map(|record| T::clone(record))
+            .collect())
+    }
+
+    /// Every record, in key order, shared rather than copied.
+    pub fn all_shared(&self) -> Vec<Arc<T>> {
+        let records = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        records.values().cloned().collect()
     }
 }
 

@@ -6,9 +6,9 @@ use sha2::{Digest, Sha256};
 use crate::store::DeviceRecord;
 
 /// The order devices enter stages in.
-pub fn order(devices: &[DeviceRecord]) -> Vec<String> {
+pub fn order<'a>(devices: impl IntoIterator<Item = &'a DeviceRecord>) -> Vec<String> {
     let mut keyed: Vec<(bool, [u8; 32], &str)> = devices
-        .iter()
+        .into_iter()
         .map(|device| {
             let canary = device.labels.get("canary").is_some_and(|v| v == "true");
             (

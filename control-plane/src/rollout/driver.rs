@@ -5,6 +5,7 @@
 //! little data waits.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use edgewise_core::assignment::AssignmentMode;
@@ -46,12 +47,14 @@ fn tick(deployer: &Deployer, telemetry: &TelemetryStore) -> Result<Vec<DeviceRec
     let store = deployer.store();
     let table = store.table::<RolloutRecord>("rollouts")?;
     let mut to_publish = Vec::new();
-    for rollout in table.all()? {
-        if rollout.state != RolloutState::Running {
+    // Only the state of each rollout to find the running ones: a finished rollout of
+    // 10,000 devices is megabytes that need not be decoded every second.
+    for (id, header) in store.table::<RolloutHeader>("rollouts")?.scan("")? {
+        if header.state != RolloutState::Running {
             continue;
         }
         let _guard = store.lock();
-        let Some(mut rollout) = table.get(&rollout.id)? else {
+        let Some(mut rollout) = table.get(&id)? else {
             continue;
         };
         if rollout.state != RolloutState::Running {
@@ -65,6 +68,12 @@ fn tick(deployer: &Deployer, telemetry: &TelemetryStore) -> Result<Vec<DeviceRec
         }
     }
     Ok(to_publish)
+}
+
+/// The one field of a stored rollout the driver needs to pick the running ones.
+#[derive(serde::Deserialize)]
+struct RolloutHeader {
+    state: RolloutState,
 }
 
 /// The parts of a rollout record a tick can change, cheap to compare. A tick that
@@ -106,7 +115,7 @@ fn step(
 ) -> Result<Vec<DeviceRecord>> {
     let mut changed = grow_cohort(deployer, rollout)?;
     let now = now_seconds();
-    let updates = update_outcome(deployer, rollout, now)?;
+    let updates = update_outcome(deployer, rollout, now);
     // The bake starts once every device of the stage has settled (applied or failed):
     // what happens while models load is not the model's doing.
     let settled_at = match rollout.settled_at {
@@ -199,9 +208,9 @@ fn stage_mode(rollout: &RolloutRecord) -> AssignmentMode {
 /// Adds online devices, in cohort order, until the stage holds its share of the group.
 fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<DeviceRecord>> {
     let store = deployer.store();
-    let devices: Vec<DeviceRecord> = store
+    let devices: Vec<Arc<DeviceRecord>> = store
         .devices
-        .all()?
+        .all_shared()
         .into_iter()
         .filter(|d| d.is_active_in(&rollout.group))
         .collect();
@@ -225,7 +234,13 @@ fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<D
         .filter(|d| d.online)
         .map(|d| d.id.as_str())
         .collect();
-    for id in cohort::order(&devices) {
+    // Once the stage is full (most ticks) there is nothing to order.
+    let order = if rollout.moved.len() < wanted {
+        cohort::order(devices.iter().map(Arc::as_ref))
+    } else {
+        Vec::new()
+    };
+    for id in order {
         if rollout.moved.len() >= wanted {
             break;
         }
@@ -267,13 +282,13 @@ fn grow_cohort(deployer: &Deployer, rollout: &mut RolloutRecord) -> Result<Vec<D
 }
 
 /// How the moved devices took the candidate; a device past its timeout has failed.
-fn update_outcome(deployer: &Deployer, rollout: &RolloutRecord, now: u64) -> Result<UpdateOutcome> {
+fn update_outcome(deployer: &Deployer, rollout: &RolloutRecord, now: u64) -> UpdateOutcome {
     let mut outcome = UpdateOutcome {
         cohort: rollout.moved.len(),
         ..UpdateOutcome::default()
     };
     for (id, moved) in &rollout.moved {
-        let device = deployer.store().devices.get(id)?;
+        let device = deployer.store().devices.get_shared(id);
         let reported = device.as_ref().and_then(|d| d.reported.as_ref());
         let shadow = stage_mode(rollout) == AssignmentMode::Shadow;
         let applied = reported.is_some_and(|r| {
@@ -293,7 +308,7 @@ fn update_outcome(deployer: &Deployer, rollout: &RolloutRecord, now: u64) -> Res
             outcome.failed += 1;
         }
     }
-    Ok(outcome)
+    outcome
 }
 
 /// Judges the stage's gates on the telemetry since it started.
