@@ -2,7 +2,8 @@
 //! control plane needs; later starts load them.
 //!
 //! ```text
-//! DIR/store/                 sled: registry, fleet, deployments
+//! DIR/store/                 sled: registry, fleet, deployments, telemetry index
+//! DIR/telemetry/*.jsonl      telemetry windows, one segment file per 10 minutes
 //! DIR/artifacts/<sha256>     bundle files, content-addressed
 //! DIR/keys/deployment.key    the deployment signing key (and .pub)
 //! DIR/keys/automation.key    the release key that signs bundles trained here (and .pub)

@@ -32,6 +32,8 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod telemetry_fold;
+mod telemetry_migration;
 pub mod telemetry_store;
 pub mod telemetry_views;
 pub mod transfer;
+pub mod window_log;

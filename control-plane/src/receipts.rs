@@ -5,7 +5,7 @@
 //!
 //! Every path that stores a window (the embedded broker's publish hook, the
 //! subscription to an external broker) calls [`Receipts::stored`]. A task batches
-//! those for up to [`BATCH_WINDOW`], flushes the store so the windows are on disk, and
+//! those for up to [`BATCH_WINDOW`], flushes the telemetry so the windows are on disk, and
 //! publishes one [`TelemetryReceipt`] per device on its `receipts` topic.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use edgewise_core::telemetry::TelemetryReceipt;
 use tokio::sync::mpsc;
 
 use crate::mqtt_link::Publisher;
-use crate::store::Store;
+use crate::telemetry_store::TelemetryStore;
 
 /// How long stored windows are gathered before one flush and their receipts.
 const BATCH_WINDOW: Duration = Duration::from_millis(100);
@@ -55,7 +55,7 @@ impl Receipts {
 /// Sends receipts until the process ends: each batch is flushed to disk first.
 pub async fn run(
     PendingReceipts(mut receiver): PendingReceipts,
-    store: Store,
+    telemetry: TelemetryStore,
     publisher: Publisher,
 ) {
     while let Some(first) = receiver.recv().await {
@@ -66,7 +66,7 @@ pub async fn run(
         {
             batch.entry(device).or_default().push(seq);
         }
-        let flushing = store.clone();
+        let flushing = telemetry.clone();
         match tokio::task::spawn_blocking(move || flushing.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

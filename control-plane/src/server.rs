@@ -189,7 +189,7 @@ pub async fn serve(
     bootstrap_admin_token(&tokens, &data.root.join("secrets/admin-token"))?;
     let metrics = crate::telemetry::prometheus().map_err(|e| anyhow!("metrics: {e}"))?;
 
-    let telemetry = TelemetryStore::new(store.clone())?;
+    let telemetry = TelemetryStore::open(store.clone(), &data.root.join("telemetry"))?;
     let (receipts, pending_receipts) = Receipts::channel();
     let (broker, mqtt_url) = match &options.broker {
         BrokerChoice::Embedded(bind) => {
@@ -277,7 +277,7 @@ pub async fn serve(
     .map_err(|e| anyhow!("--mqtt: {e}"))?;
     tokio::spawn(crate::receipts::run(
         pending_receipts,
-        store.clone(),
+        telemetry.clone(),
         publisher.clone(),
     ));
     let expiring = telemetry.clone();

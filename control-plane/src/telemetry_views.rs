@@ -185,12 +185,4 @@ impl TelemetryStore {
         }
         Ok(health)
     }
-
-    /// When the newest stored window arrived (Unix seconds).
-    pub fn last_received_at(&self) -> Result<Option<u64>> {
-        Ok(self
-            .by_time
-            .last_key()?
-            .and_then(|key| key.split('/').next()?.parse().ok()))
-    }
 }
