@@ -262,12 +262,26 @@ impl fmt::Debug for Bundle {
 impl Bundle {
     /// Parses bundle bytes, refusing malformed bundles; makes no trust decision.
     pub fn open(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        Bundle::open_reusing(bytes, |_| None)
+    }
+
+    /// Like [`Bundle::open`], but takes the manifest from `known` when it returns one
+    /// parsed from the very same manifest bytes (a process holding many nodes parses
+    /// each distinct manifest once). [`Bundle::verify`] still checks the signature over
+    /// these bytes and the weights against the manifest.
+    pub fn open_reusing(
+        bytes: &[u8],
+        known: impl FnOnce(&[u8]) -> Option<Manifest>,
+    ) -> Result<Bundle, BundleError> {
         let mut archive = tar::Archive::new(bytes);
         let mut entries = archive
             .entries()
             .map_err(|source| archive_error("reading the first header", source))?;
         let manifest_bytes = read_manifest_entry(entries.next())?;
-        let manifest = parse_manifest(&manifest_bytes)?;
+        let manifest = match known(&manifest_bytes) {
+            Some(manifest) => manifest,
+            None => parse_manifest(&manifest_bytes)?,
+        };
         let mut signature = None;
         let mut weights = None;
         for entry in entries {
@@ -296,6 +310,14 @@ impl Bundle {
 
     /// Reads and parses a bundle file; see [`Bundle::open`].
     pub fn read(path: &Path) -> Result<Bundle, BundleError> {
+        Bundle::read_reusing(path, |_| None)
+    }
+
+    /// Reads and parses a bundle file; see [`Bundle::open_reusing`].
+    pub fn read_reusing(
+        path: &Path,
+        known: impl FnOnce(&[u8]) -> Option<Manifest>,
+    ) -> Result<Bundle, BundleError> {
         let read_error = |source| BundleError::Read {
             path: path.to_owned(),
             source,
@@ -310,7 +332,7 @@ impl Bundle {
                 limit: MAX_BUNDLE_BYTES,
             });
         }
-        Bundle::open(&bytes)
+        Bundle::open_reusing(&bytes, known)
     }
 
     /// Checks the signature by a trusted key over the manifest, the signer, the weights,
@@ -502,13 +524,20 @@ struct FormatProbe {
     format: u32,
 }
 
-/// Parses `manifest.json`, checking the format version first.
+/// Parses `manifest.json` in one pass. A manifest that does not parse is probed for
+/// its format version, so that a newer format is named as such rather than by the
+/// first field this version does not know.
 fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
-    let probe: FormatProbe =
-        serde_json::from_slice(bytes).map_err(|source| invalid_manifest(bytes, source))?;
-    check_format(probe.format)?;
-    let manifest: Manifest =
-        serde_json::from_slice(bytes).map_err(|source| invalid_manifest(bytes, source))?;
+    let manifest: Manifest = match serde_json::from_slice(bytes) {
+        Ok(manifest) => manifest,
+        Err(source) => {
+            if let Ok(probe) = serde_json::from_slice::<FormatProbe>(bytes) {
+                check_format(probe.format)?;
+            }
+            return Err(invalid_manifest(bytes, source));
+        }
+    };
+    check_format(manifest.format)?;
     check_weights_name(&manifest.weights.file)?;
     Ok(manifest)
 }

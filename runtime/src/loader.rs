@@ -42,10 +42,17 @@ pub enum LoadError {
 
 /// The models serving in this process, by signed manifest: lets the fleet simulator's
 /// virtual nodes share one loaded copy, and one inference thread, per bundle. Every node
-/// still reads and verifies its own file; only the load and self-test are shared. An
-/// entry lives as long as some node serves it.
+/// still reads its own file, hashes it and checks its signature and weights; only the
+/// parse of a manifest already seen, the load and the self-test are shared. An entry
+/// lives as long as some node serves it.
 #[derive(Clone, Default)]
-pub struct SharedModels(Arc<Mutex<HashMap<String, Weak<ServingModel>>>>);
+pub struct SharedModels(Arc<Mutex<HashMap<String, SharedModel>>>);
+
+/// One model serving in the process, with the manifest it was parsed from.
+struct SharedModel {
+    model: Weak<ServingModel>,
+    manifest: Manifest,
+}
 
 impl std::fmt::Debug for SharedModels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,16 +71,34 @@ impl SharedModels {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        models.get(key).and_then(Weak::upgrade)
+        models.get(key).and_then(|shared| shared.model.upgrade())
     }
 
-    fn insert(&self, key: String, model: &Arc<ServingModel>) {
+    /// The parsed manifest of a model serving here, by the sha256 of its bytes.
+    fn manifest(&self, key: &str) -> Option<Manifest> {
+        let models = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        models
+            .get(key)
+            .filter(|shared| shared.model.strong_count() > 0)
+            .map(|shared| shared.manifest.clone())
+    }
+
+    fn insert(&self, key: String, model: &Arc<ServingModel>, manifest: Manifest) {
         let mut models = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        models.retain(|_, held| held.strong_count() > 0);
-        models.insert(key, Arc::downgrade(model));
+        models.retain(|_, held| held.model.strong_count() > 0);
+        models.insert(
+            key,
+            SharedModel {
+                model: Arc::downgrade(model),
+                manifest,
+            },
+        );
     }
 }
 
@@ -113,17 +138,24 @@ pub fn open_bundle(
     batching: BatchingConfig,
     shared: Option<&SharedModels>,
 ) -> Result<Arc<ServingModel>, LoadError> {
-    let bundle = Bundle::read(path)?;
+    let mut key = None;
+    let bundle = Bundle::read_reusing(path, |manifest_bytes| {
+        let models = shared?;
+        let digest = key.insert(sha256_hex(manifest_bytes));
+        models.manifest(digest)
+    })?;
     bundle.verify(trust)?;
-    let key = sha256_hex(&bundle.manifest_bytes);
-    if let Some(model) = shared.and_then(|models| models.get(&key)) {
+    let (Some(models), Some(key)) = (shared, key) else {
+        let loaded = load_verified(bundle, device, batching.max_batch_size)?;
+        return Ok(Arc::new(start_serving(loaded, batching)?));
+    };
+    if let Some(model) = models.get(&key) {
         return Ok(model);
     }
+    let manifest = bundle.manifest.clone();
     let loaded = load_verified(bundle, device, batching.max_batch_size)?;
     let model = Arc::new(start_serving(loaded, batching)?);
-    if let Some(models) = shared {
-        models.insert(key, &model);
-    }
+    models.insert(key, &model, manifest);
     Ok(model)
 }
 
