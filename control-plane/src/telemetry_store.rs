@@ -179,21 +179,25 @@ impl TelemetryStore {
     /// what a crash left half written, and moves windows kept in sled by earlier
     /// versions into segments.
     pub fn open(store: Store, dir: &Path) -> Result<Self> {
-        let marks: Table<Location> = store.table("window_marks")?;
-        let newest_mark = marks
-            .last_key()?
-            .and_then(|second| second.parse().ok())
-            .unwrap_or(0);
         let telemetry = TelemetryStore {
             log: Arc::new(WindowLog::open(dir).map_err(io_error)?),
             index: store.table("window_index")?,
             by_segment: store.table("window_segments")?,
-            marks,
+            marks: store.table("window_marks")?,
             labels: store.table("capture_labels")?,
-            ingest_lock: Arc::new(Mutex::new(newest_mark)),
+            ingest_lock: Arc::new(Mutex::new(0)),
             store,
         };
         telemetry.recover()?;
+        let newest_mark = telemetry
+            .marks
+            .last_key()?
+            .and_then(|second| second.parse().ok())
+            .unwrap_or(0);
+        *telemetry
+            .ingest_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = newest_mark;
         crate::telemetry_migration::move_sled_windows(&telemetry)?;
         Ok(telemetry)
     }
@@ -215,13 +219,23 @@ impl TelemetryStore {
                     Some(at) if at.segment == segment && at.offset + at.len <= on_disk => {
                         whole = whole.max(at.offset + at.len)
                     }
-                    Some(_) => {
+                    Some(at) if at.segment == segment => {
                         self.index.remove(&key)?;
                         self.by_segment.remove(&position)?;
                     }
-                    None => {
+                    _ => {
                         self.by_segment.remove(&position)?;
                     }
+                }
+            }
+            // A time range must not start past the lines that are left.
+            for entry in self.marks.iter_from(&format!("{segment:010}")) {
+                let (second, at) = entry?;
+                if at.segment != segment {
+                    break;
+                }
+                if at.offset >= whole {
+                    self.marks.remove(&second)?;
                 }
             }
             if whole < on_disk {

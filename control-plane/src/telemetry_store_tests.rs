@@ -190,14 +190,15 @@ fn a_restart_cuts_lines_that_were_never_indexed() {
     let reopened = TelemetryStore::open(opened.store.clone(), &opened.segments).expect("reopen");
     let all = reopened.windows(&TelemetryQuery::default()).expect("all");
     assert_eq!(seqs(&all), [("a".into(), 1)]);
-    // The node sends window 2 again; it is stored this time.
+    // The node sends window 2 again; it is stored this time, and a time range finds it.
     assert!(reopened.ingest("g", window("a", 2)).expect("resend"));
+    let recent = TelemetryQuery {
+        since_seconds: Some(60),
+        ..TelemetryQuery::default()
+    };
     assert_eq!(
-        reopened
-            .windows(&TelemetryQuery::default())
-            .expect("all")
-            .len(),
-        2
+        seqs(&reopened.windows(&recent).expect("recent")),
+        [("a".into(), 1), ("a".into(), 2)]
     );
 }
 
@@ -243,4 +244,50 @@ fn windows_kept_in_sled_by_earlier_versions_move_to_segments() {
     assert_eq!(captures[0].label.as_deref(), Some("z"));
     let old: Table<StoredWindow> = store.table("windows").expect("t");
     assert!(old.last_key().expect("key").is_none());
+}
+
+#[test]
+fn lines_lost_from_a_segment_leave_no_index_behind() {
+    let opened = open();
+    let telemetry = &opened.telemetry;
+    // All in the previous segment, at known seconds.
+    let start = segment_of(now_seconds()) - SEGMENT_SECONDS;
+    let at = |offset: u64, seq: u64| StoredWindow {
+        group: "g".into(),
+        received_at: start + offset,
+        window: window("a", seq),
+    };
+    assert!(telemetry.append(&at(10, 1)).expect("append"));
+    let segment = std::fs::read_dir(&opened.segments)
+        .expect("dir")
+        .next()
+        .expect("segment")
+        .expect("entry")
+        .path();
+    let first_len = std::fs::metadata(&segment).expect("metadata").len();
+    assert!(telemetry.append(&at(60, 2)).expect("append"));
+    assert!(telemetry.append(&at(70, 3)).expect("append"));
+    telemetry.flush().expect("flush");
+    // A power cut loses the last two lines; the index still names them.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open")
+        .set_len(first_len)
+        .expect("truncate");
+
+    let reopened = TelemetryStore::open(opened.store.clone(), &opened.segments).expect("reopen");
+    assert!(!reopened.contains("a", 2).expect("contains"));
+    assert!(reopened.append(&at(80, 4)).expect("append"));
+    // A time range from second 75 starts at window 4, not where window 3 was.
+    let since_75 = TelemetryQuery {
+        since_seconds: Some(now_seconds() - (start + 75)),
+        ..TelemetryQuery::default()
+    };
+    assert_eq!(
+        seqs(&reopened.windows(&since_75).expect("range")),
+        [("a".into(), 4)]
+    );
+    // The node sends window 2 again, and it is stored.
+    assert!(reopened.ingest("g", window("a", 2)).expect("resend"));
 }
