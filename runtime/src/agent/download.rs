@@ -176,19 +176,22 @@ pub async fn fetch(
         location: location.to_owned(),
         reason,
     };
-    let bytes = if let Some(address) = location.strip_prefix("quic://") {
-        fetch_quic(address, quic, sha256, held, size, &mut file)
-            .await
-            .map_err(transient)?
+    let result = if let Some(address) = location.strip_prefix("quic://") {
+        fetch_quic(address, quic, sha256, held, size, &mut file).await
     } else if location.starts_with("http://") || location.starts_with("https://") {
-        fetch_http(location, quic, held, size, &mut file)
-            .await
-            .map_err(transient)?
+        fetch_http(location, quic, held, size, &mut file).await
     } else {
         return Err(DownloadError::Permanent(format!(
             "assignment location {location:?} is neither quic:// nor http(s)://"
         )));
     };
+    // However the attempt ended, every byte it received is on disk before the next
+    // attempt measures the file to resume from. A tokio file writes in the background:
+    // a write still under way when an attempt broke off could land after the next
+    // attempt had begun appending, and the bundle then held some bytes twice.
+    let flushed = file.flush().await;
+    let bytes = result.map_err(transient)?;
+    flushed.map_err(|e| transient(format!("cannot write the download: {e}")))?;
     Ok(Transferred {
         bytes,
         resumed_from: held,
@@ -311,7 +314,6 @@ async fn fetch_quic(
         }
         in_body = true;
     }
-    file.flush().await.map_err(|e| e.to_string())?;
     connection.close(0u32.into(), b"done");
     if written < limit {
         return Err(format!(
@@ -360,7 +362,6 @@ async fn fetch_http(
             break;
         }
     }
-    file.flush().await.map_err(|e| e.to_string())?;
     if written < limit {
         return Err(format!(
             "body ended after {} of {size} bytes",
@@ -368,4 +369,61 @@ async fn fetch_http(
         ));
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Settings that reach plain HTTP only (no QUIC server is trusted).
+    fn http_only() -> DownloadSettings {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![transfer::ALPN.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls).expect("QUIC config");
+        DownloadSettings {
+            client_config: quinn::ClientConfig::new(Arc::new(crypto)),
+            server_name: "localhost".into(),
+            http_credentials: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_breaks_off_leaves_every_byte_it_received_on_disk() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let sent = 300_000;
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 206 Partial Content\r\ncontent-length: 1000000\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.expect("head");
+            socket.write_all(&vec![7u8; sent]).await.expect("body");
+            // The server goes away in the middle of the body.
+        });
+        let dir = tempfile::tempdir().expect("dir");
+        let partial = dir.path().join("bundle.part");
+        let outcome = fetch(
+            &format!("http://{address}/bundle"),
+            &http_only(),
+            "unused",
+            1_000_000,
+            &partial,
+        )
+        .await;
+        assert!(
+            matches!(outcome, Err(DownloadError::Transient { .. })),
+            "{outcome:?}"
+        );
+        let held = std::fs::metadata(&partial).expect("partial").len();
+        assert_eq!(held, sent as u64, "the next attempt resumes from here");
+    }
 }

@@ -392,7 +392,8 @@ impl Agent {
         let partial = self.store.partial_path(&assignment.bundle_sha256);
         self.check_disk_space(assignment, &partial)?;
         let mut delay = Duration::from_millis(250);
-        loop {
+        let mut fresh_start_left = true;
+        'attempts: loop {
             for location in &assignment.locations {
                 match download::fetch(
                     location,
@@ -405,10 +406,18 @@ impl Agent {
                 {
                     Ok(done) => {
                         tracing::info!(%location, bytes = done.bytes, resumed_from = done.resumed_from, "download complete");
-                        return self
-                            .finish_download(assignment, &partial)
-                            .await
-                            .map(|()| true);
+                        match self.finish_download(assignment, &partial).await {
+                            Ok(()) => return Ok(true),
+                            // Bytes kept from an earlier attempt (or an earlier run) may
+                            // be what is wrong: the check deleted them, so download once
+                            // more from the start before giving up.
+                            Err(reason) if done.resumed_from > 0 && fresh_start_left => {
+                                tracing::warn!(%reason, "a resumed download did not check out; downloading it again from the start");
+                                fresh_start_left = false;
+                                continue 'attempts;
+                            }
+                            Err(reason) => return Err(reason),
+                        }
                     }
                     Err(DownloadError::Permanent(reason)) => return Err(reason),
                     Err(err) => {
