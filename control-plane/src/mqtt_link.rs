@@ -21,6 +21,22 @@ use crate::telemetry_store::TelemetryStore;
 /// Largest MQTT packet in either direction.
 const MAX_PACKET_BYTES: usize = 256 * 1024;
 
+/// Keep-alive of the control plane's connection: as long as the nodes' own, so that a
+/// broker busy with a whole fleet does not drop the one client that serves them all.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// When the link publishes every device's assignment again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Republish {
+    /// On the first connection only: the embedded broker lives and dies with this
+    /// process, so it never loses a retained assignment. Publishing 10,000 of them
+    /// again after each reconnect made a busy broker busier, and the link lost it again.
+    FirstConnection,
+    /// After every connection: an external broker may have restarted without its
+    /// retained messages.
+    EveryConnection,
+}
+
 /// Publishes assignments through the control plane's connection.
 #[derive(Clone)]
 pub struct Publisher {
@@ -63,6 +79,7 @@ impl Publisher {
 pub fn start(
     broker: &BrokerConnection,
     password: &str,
+    republish: Republish,
     store: Store,
     telemetry: TelemetryStore,
     receipts: Receipts,
@@ -76,25 +93,29 @@ pub fn start(
         options.set_credentials(SERVICE_USER, password);
     }
     options
-        .set_keep_alive(Duration::from_secs(10))
+        .set_keep_alive(KEEP_ALIVE)
         .set_clean_session(true)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let publisher = Publisher {
         client: client.clone(),
     };
-    tokio::spawn(run(client, eventloop, store, telemetry, receipts));
+    tokio::spawn(run(
+        client, eventloop, republish, store, telemetry, receipts,
+    ));
     Ok(publisher)
 }
 
 async fn run(
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
+    republish: Republish,
     store: Store,
     telemetry: TelemetryStore,
     receipts: Receipts,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let mut connected_before = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -102,7 +123,14 @@ async fn run(
                 tracing::info!("control plane connected to the broker");
                 let client = client.clone();
                 let store = store.clone();
-                tokio::spawn(async move { resubscribe_and_republish(&client, &store).await });
+                let assignments_too = !connected_before || republish == Republish::EveryConnection;
+                connected_before = true;
+                tokio::spawn(async move {
+                    resubscribe(&client).await;
+                    if assignments_too {
+                        republish_assignments(&client, &store).await;
+                    }
+                });
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 if publish.topic.ends_with("/telemetry") {
@@ -133,9 +161,8 @@ async fn run(
     }
 }
 
-/// After every (re)connect: subscribe again, and publish every device's assignment
-/// again so a broker that lost its retained messages has them back.
-async fn resubscribe_and_republish(client: &AsyncClient, store: &Store) {
+/// After every (re)connect: subscribe again.
+async fn resubscribe(client: &AsyncClient) {
     for topic in [
         DeviceTopic::Status,
         DeviceTopic::Reported,
@@ -148,6 +175,11 @@ async fn resubscribe_and_republish(client: &AsyncClient, store: &Store) {
             tracing::warn!(error = %err, "cannot subscribe");
         }
     }
+}
+
+/// Publishes every device's assignment again, so a broker that lost its retained
+/// messages has them back.
+async fn republish_assignments(client: &AsyncClient, store: &Store) {
     let publisher = Publisher {
         client: client.clone(),
     };

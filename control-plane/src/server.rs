@@ -191,7 +191,7 @@ pub async fn serve(
 
     let telemetry = TelemetryStore::open(store.clone(), &data.root.join("telemetry"))?;
     let (receipts, pending_receipts) = Receipts::channel();
-    let (broker, mqtt_url) = match &options.broker {
+    let (broker, mqtt_url, republish) = match &options.broker {
         BrokerChoice::Embedded(bind) => {
             let embedded = broker::start(
                 *bind,
@@ -212,9 +212,17 @@ pub async fn serve(
                 client_certificate_pem: None,
                 client_key_pem: None,
             };
-            (local, format!("mqtt://{advertise}:{port}"))
+            (
+                local,
+                format!("mqtt://{advertise}:{port}"),
+                mqtt_link::Republish::FirstConnection,
+            )
         }
-        BrokerChoice::External(external) => (external.clone(), external.url.to_string()),
+        BrokerChoice::External(external) => (
+            external.clone(),
+            external.url.to_string(),
+            mqtt_link::Republish::EveryConnection,
+        ),
     };
     let artifact_store = match &options.artifact_store {
         ArtifactStoreChoice::Local => ArtifactStore::local(data.artifacts()),
@@ -270,6 +278,7 @@ pub async fn serve(
     let publisher = mqtt_link::start(
         &broker,
         &data.service_password,
+        republish,
         store.clone(),
         telemetry.clone(),
         receipts,
