@@ -229,15 +229,7 @@ impl TelemetryStore {
                 }
             }
             // A time range must not start past the lines that are left.
-            for entry in self.marks.iter_from(&format!("{segment:010}")) {
-                let (second, at) = entry?;
-                if at.segment != segment {
-                    break;
-                }
-                if at.offset >= whole {
-                    self.marks.remove(&second)?;
-                }
-            }
+            self.remove_marks(segment, whole)?;
             if whole < on_disk {
                 tracing::warn!(
                     segment,
@@ -249,6 +241,20 @@ impl TelemetryStore {
             }
         }
         self.store.flush()?;
+        Ok(())
+    }
+
+    /// Removes the time marks of `segment` that point at byte `from` or later.
+    fn remove_marks(&self, segment: u64, from: u64) -> Result<()> {
+        for entry in self.marks.iter_from(&format!("{segment:010}")) {
+            let (second, at) = entry?;
+            if at.segment != segment {
+                break;
+            }
+            if at.offset >= from {
+                self.marks.remove(&second)?;
+            }
+        }
         Ok(())
     }
 
@@ -522,13 +528,7 @@ impl TelemetryStore {
                 self.by_segment.remove(&position)?;
                 removed += 1;
             }
-            for entry in self.marks.iter_from(&format!("{segment:010}")) {
-                let (second, at) = entry?;
-                if at.segment != segment {
-                    break;
-                }
-                self.marks.remove(&second)?;
-            }
+            self.remove_marks(segment, 0)?;
             self.store.flush()?;
             self.log.remove(segment).map_err(io_error)?;
         }

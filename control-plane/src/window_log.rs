@@ -49,6 +49,20 @@ struct Writer {
     unsynced: Vec<File>,
 }
 
+impl Writer {
+    /// Stops appending to `segment` (it is being cut or deleted); the next append
+    /// opens it afresh.
+    fn let_go(&mut self, segment: u64) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|(active, _, _)| *active == segment)
+        {
+            self.active = None;
+        }
+    }
+}
+
 impl WindowLog {
     /// Opens (creating) the folder `dir`.
     pub fn open(dir: &Path) -> io::Result<Self> {
@@ -161,11 +175,7 @@ impl WindowLog {
         {
             return Ok(*len);
         }
-        match fs::metadata(self.path(segment)) {
-            Ok(metadata) => Ok(metadata.len()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(err) => Err(err),
-        }
+        self.len_on_disk(segment)
     }
 
     /// Calls `visit` with each line of `segment` from byte `from` (a line's start) on,
@@ -237,11 +247,7 @@ impl WindowLog {
     /// Cuts `segment` to its first `len` bytes (recovery after a crash).
     pub fn truncate(&self, segment: u64, len: u64) -> io::Result<()> {
         let mut writer = self.writer();
-        if let Some((active, _, _)) = &writer.active
-            && *active == segment
-        {
-            writer.active = None;
-        }
+        writer.let_go(segment);
         match OpenOptions::new().write(true).open(self.path(segment)) {
             Ok(file) if file.metadata()?.len() > len => {
                 file.set_len(len)?;
@@ -265,11 +271,7 @@ impl WindowLog {
     /// Deletes `segment`.
     pub fn remove(&self, segment: u64) -> io::Result<()> {
         let mut writer = self.writer();
-        if let Some((active, _, _)) = &writer.active
-            && *active == segment
-        {
-            writer.active = None;
-        }
+        writer.let_go(segment);
         match fs::remove_file(self.path(segment)) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),

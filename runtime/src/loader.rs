@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use edgewise_core::bundle::{Bundle, BundleError, sha256_hex};
 use edgewise_core::keys::TrustStore;
@@ -66,20 +66,20 @@ impl SharedModels {
         Self::default()
     }
 
-    fn get(&self, key: &str) -> Option<Arc<ServingModel>> {
-        let models = self
-            .0
+    fn models(&self) -> MutexGuard<'_, HashMap<String, SharedModel>> {
+        self.0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<ServingModel>> {
+        let models = self.models();
         models.get(key).and_then(|shared| shared.model.upgrade())
     }
 
     /// The parsed manifest of a model serving here, by the sha256 of its bytes.
     fn manifest(&self, key: &str) -> Option<Manifest> {
-        let models = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let models = self.models();
         models
             .get(key)
             .filter(|shared| shared.model.strong_count() > 0)
@@ -87,10 +87,7 @@ impl SharedModels {
     }
 
     fn insert(&self, key: String, model: &Arc<ServingModel>, manifest: Manifest) {
-        let mut models = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut models = self.models();
         models.retain(|_, held| held.model.strong_count() > 0);
         models.insert(
             key,
